@@ -1,0 +1,53 @@
+"""NATS connection with unlimited reconnects, and the JetStream streams every service publishes to."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import BadRequestError
+
+from services.chassis.events import STREAMS
+
+log = logging.getLogger(__name__)
+
+
+async def connect(url: str, name: str) -> NATS:
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    return await nats.connect(
+        servers=[url],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        allow_reconnect=True,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        error_cb=on_error,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create (or keep) one stream per publishing service; duplicates detected for 10 minutes."""
+    for service, stream in STREAMS.items():
+        config = StreamConfig(
+            name=stream,
+            subjects=[f"fd.{service}.>"],
+            duplicate_window=600.0,
+            max_age=7 * 24 * 3600.0,
+        )
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
