@@ -1,0 +1,29 @@
+"""Wiring of the auth service: servicer, consumers and background jobs on the chassis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from frontdesk.v1 import auth_pb2, auth_pb2_grpc
+
+from services.chassis.runner import Resources, RunningService, Wiring, start_service
+from services.auth.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def wire(resources: Resources) -> Wiring:
+    servicer = auth_pb2_grpc.AuthServiceServicer()
+
+    def register(server: grpc.aio.Server) -> Sequence[str]:
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
+        return [auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name]
+
+    return Wiring(register=register)
+
+
+async def create_server(settings: Settings) -> RunningService:
+    """Start the service (port 0 allowed); the caller stops it with `await running.stop()`."""
+    return await start_service(settings, MIGRATIONS, wire)

@@ -1,0 +1,16 @@
+"""Settings of the directory service, read from the environment once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.chassis.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class Settings(ServiceSettings):
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
+        base = ServiceSettings.from_env("directory", env)
+        return cls(**vars(base))
