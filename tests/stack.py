@@ -28,6 +28,7 @@ class Stack:
     addresses: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
+    _gateways: list[Any] = field(default_factory=list)
 
     def env(self, **overrides: str) -> dict[str, str]:
         env = {
@@ -52,6 +53,25 @@ class Stack:
         self.addresses[name] = f"127.0.0.1:{running.port}"
         return running
 
+    async def start_gateway(self, **overrides: str) -> str:
+        """Start a gateway replica on port 0 in this process; returns its base URL."""
+        from aiohttp import web
+
+        from gateway.app import create_app
+        from gateway.settings import Settings
+
+        env = self.env(FRONTDESK_GATEWAY_HOST="127.0.0.1", FRONTDESK_GATEWAY_PORT="0", **overrides)
+        for name in SERVICES:
+            env.setdefault(f"FRONTDESK_{name.upper()}_ADDR", "127.0.0.1:1")
+        app = create_app(Settings.from_env(env))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._gateways.append(runner)
+        return f"http://127.0.0.1:{port}"
+
     def database_url(self, service: str) -> str:
         base = self.pg_url.rsplit("/", 1)[0]
         return f"{base}/{self.prefix}{service}"
@@ -71,6 +91,8 @@ class Stack:
                 await closer()
             except Exception:
                 pass
+        for runner in self._gateways:
+            await runner.cleanup()
         for running in reversed(list(self.services.values())):
             await running.stop()
         self.services.clear()

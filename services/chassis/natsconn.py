@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS
@@ -15,12 +16,16 @@ from services.chassis.events import STREAMS
 log = logging.getLogger(__name__)
 
 
-async def connect(url: str, name: str) -> NATS:
+async def connect(
+    url: str, name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None
+) -> NATS:
     async def on_disconnect() -> None:
         log.warning("nats disconnected")
 
-    async def on_reconnect() -> None:
+    async def reconnected() -> None:
         log.info("nats reconnected")
+        if on_reconnect is not None:
+            await on_reconnect()
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -33,7 +38,7 @@ async def connect(url: str, name: str) -> NATS:
         connect_timeout=5,
         allow_reconnect=True,
         disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
+        reconnected_cb=reconnected,
         error_cb=on_error,
     )
 

@@ -1,0 +1,108 @@
+"""Operations routes, the OpenAPI document, /api/v1/me and the two home pages."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.nav import management_links, portal_sections
+from gateway.routing import Ctx, Route
+
+
+class Me(msgspec.Struct):
+    person_id: str
+    workspace: str
+    permissions: list[str]
+    portal_access: bool
+    sections: list[str]
+    management: bool
+    csrf_token: str
+
+
+async def healthz(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return ctx.json({"status": "ok"})
+
+
+async def readyz(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    health = await ctx.backends.health()
+    ready = all(health.values())
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "backends": {name: "serving" if ok else "unavailable" for name, ok in health.items()},
+    }
+    return ctx.json(body, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    resp = web.Response(body=generate_latest())
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def openapi_json(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    from gateway import openapi
+    from gateway.routes import ROUTES
+
+    doc = request.app.get(_OPENAPI_KEY)
+    if doc is None:
+        doc = openapi.encode(openapi.build(ROUTES))
+    return web.Response(body=doc, content_type="application/json")
+
+
+_OPENAPI_KEY: web.AppKey[bytes] = web.AppKey("openapi")
+
+
+async def me(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    assert ctx.person is not None and ctx.workspace is not None
+    return ctx.json(
+        Me(
+            person_id=ctx.person_id,
+            workspace=ctx.workspace.slug,
+            permissions=sorted(ctx.permissions),
+            portal_access=ctx.person.portal_access,
+            sections=[s["section"] for s in portal_sections(ctx)],
+            management=ctx.is_manager,
+            csrf_token=ctx.csrf_token,
+        )
+    )
+
+
+async def portal_home(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return ctx.render("core/home.html")
+
+
+async def management_home(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return ctx.render("core/management_home.html", {"links": management_links(ctx)})
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/healthz", healthz, surface="public", needs_workspace=False, summary="Liveness"),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        surface="public",
+        needs_workspace=False,
+        summary="Readiness: every backend answers its health check",
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        surface="public",
+        needs_workspace=False,
+        summary="Prometheus metrics",
+    ),
+    Route("GET", "/api/v1/openapi.json", openapi_json, surface="public", summary="This document"),
+    Route("GET", "/api/v1/me", me, response=Me, summary="Who I am, my permissions and sections"),
+    Route("GET", "/", portal_home, kind="page", summary="Portal home"),
+    Route(
+        "GET",
+        "/management",
+        management_home,
+        surface="management",
+        kind="page",
+        summary="Management console home",
+    ),
+]

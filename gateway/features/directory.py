@@ -1,0 +1,7 @@
+"""Gateway surface of the directory capability (routes, handlers, schemas)."""
+
+from __future__ import annotations
+
+from gateway.routing import Route
+
+ROUTES: list[Route] = []

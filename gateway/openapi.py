@@ -1,0 +1,108 @@
+"""The OpenAPI 3 document, built from the route table and its schemas."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from gateway.routing import Route
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        }
+    },
+}
+
+
+def build(routes: list[Route]) -> dict[str, Any]:
+    api_routes = [r for r in routes if r.kind == "api" and r.needs_workspace]
+    types: list[Any] = []
+    for r in api_routes:
+        for t in (r.body, r.query, r.response):
+            if t is not None and t not in types:
+                types.append(t)
+    schemas_list, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    schema_of = dict(zip([id(t) for t in types], schemas_list, strict=True))
+    components["Error"] = ERROR_SCHEMA
+    paths: dict[str, dict[str, Any]] = {}
+    for r in api_routes:
+        op: dict[str, Any] = {
+            "summary": r.summary or r.handler.__name__.replace("_", " "),
+            "operationId": f"{r.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', r.path.lower()).strip('_')}",
+            "tags": [r.surface],
+            "x-permissions": list(r.permissions),
+            "responses": {},
+        }
+        if r.section:
+            op["x-portal-section"] = r.section
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", r.path)
+        ]
+        if r.query is not None:
+            query_schema = components.get(r.query.__name__, {})
+            for name, prop in query_schema.get("properties", {}).items():
+                params.append({"name": name, "in": "query", "required": False, "schema": prop})
+        if params:
+            op["parameters"] = params
+        if r.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema_of[id(r.body)]}},
+            }
+        ok: dict[str, Any] = {"description": "OK"}
+        if r.response is not None:
+            ok["content"] = {"application/json": {"schema": schema_of[id(r.response)]}}
+        op["responses"][str(r.status)] = ok
+        for status, text in _errors_for(r):
+            op["responses"][str(status)] = {
+                "description": text,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        if r.surface != "public":
+            op["security"] = (
+                [{"session": []}, {"apiToken": []}]
+                if r.surface == "management"
+                else [{"session": []}]
+            )
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Frontdesk API", "version": "1.0.0"},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "__Host-fd_session"},
+                "apiToken": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+def _errors_for(route: Route) -> list[tuple[int, str]]:
+    errors = [(400, "Malformed request"), (404, "Unknown or hidden")]
+    if route.surface != "public":
+        errors += [(401, "Not signed in"), (403, "Not allowed or CSRF token missing")]
+    if route.body is not None or route.query is not None:
+        errors.append((422, "Invalid input, with field errors"))
+    errors += [(503, "A backend is unavailable"), (504, "A backend timed out")]
+    return errors
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(doc)

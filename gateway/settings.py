@@ -1,0 +1,51 @@
+"""Gateway settings, read from the environment once; a missing backend address fails at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.chassis.settings import env_bool, env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    base_domain: str
+    directory_addr: str
+    auth_addr: str
+    tickets_addr: str
+    compliance_addr: str
+    nats_url: str
+    secure_cookies: bool
+    hsts: bool
+    cache_ttl: float
+    backend_timeout: float
+    max_body_bytes: int
+    max_upload_bytes: int
+    metrics_enabled: bool
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            host=env.get("FRONTDESK_GATEWAY_HOST", "0.0.0.0"),
+            port=env_int(env, "FRONTDESK_GATEWAY_PORT", 8080),
+            base_domain=env.get("FRONTDESK_BASE_DOMAIN", "localhost").lower().strip("."),
+            directory_addr=env_str(env, "FRONTDESK_DIRECTORY_ADDR"),
+            auth_addr=env_str(env, "FRONTDESK_AUTH_ADDR"),
+            tickets_addr=env_str(env, "FRONTDESK_TICKETS_ADDR"),
+            compliance_addr=env_str(env, "FRONTDESK_COMPLIANCE_ADDR"),
+            nats_url=env_str(env, "FRONTDESK_NATS_URL"),
+            secure_cookies=env_bool(env, "FRONTDESK_SECURE_COOKIES", False),
+            hsts=env_bool(env, "FRONTDESK_HSTS", False),
+            cache_ttl=env_float(env, "FRONTDESK_CACHE_TTL", 30.0),
+            backend_timeout=env_float(env, "FRONTDESK_BACKEND_TIMEOUT", 5.0),
+            max_body_bytes=env_int(env, "FRONTDESK_MAX_BODY_BYTES", 1024 * 1024),
+            max_upload_bytes=env_int(env, "FRONTDESK_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
+            metrics_enabled=env_bool(env, "FRONTDESK_GATEWAY_METRICS", True),
+            log_level=env.get("FRONTDESK_LOG_LEVEL", "INFO").upper(),
+        )
