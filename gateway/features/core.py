@@ -68,6 +68,15 @@ async def me(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     )
 
 
+class CsrfToken(msgspec.Struct):
+    csrf_token: str
+
+
+async def csrf(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """The token to echo in X-CSRF-Token: the session's, or the anonymous double-submit one."""
+    return ctx.json(CsrfToken(csrf_token=ctx.csrf_token))
+
+
 async def portal_home(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     return ctx.render("core/home.html")
 
@@ -95,6 +104,14 @@ ROUTES: list[Route] = [
         summary="Prometheus metrics",
     ),
     Route("GET", "/api/v1/openapi.json", openapi_json, surface="public", summary="This document"),
+    Route(
+        "GET",
+        "/auth/csrf",
+        csrf,
+        surface="public",
+        response=CsrfToken,
+        summary="CSRF token for the next state-changing request",
+    ),
     Route("GET", "/api/v1/me", me, response=Me, summary="Who I am, my permissions and sections"),
     Route("GET", "/", portal_home, kind="page", summary="Portal home"),
     Route(

@@ -1,0 +1,372 @@
+"""The local all-in-one launcher: `./dev up` runs the whole suite on one machine.
+
+Starts embedded PostgreSQL and NATS (data under .frontdesk/ in the working directory, kept
+across restarts) unless FRONTDESK_DATABASE_URL / FRONTDESK_NATS_URL name external servers;
+starts every service and the gateway as separate processes, waits until each is ready, creates
+the demo workspace "acme" with its admin on first run, prints the portal URL and credentials,
+and stops everything on Ctrl-C.
+
+    python -m deploy.launcher [up]
+    python -m deploy.launcher workspace create SLUG --name NAME --admin-email EMAIL [--admin-password PW]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import grpc
+from frontdesk.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    common_pb2,
+    directory_pb2,
+    directory_pb2_grpc,
+)
+
+from deploy.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, port_in_use
+from services.chassis.grpcio import channel, check_health
+
+SERVICES = ("directory", "auth", "tickets", "compliance")
+
+
+def say(component: str, message: str) -> None:
+    print(f"  {component:<11} {message}", flush=True)
+
+
+@dataclass
+class Plan:
+    data_dir: Path
+    gateway_port: int
+    service_ports: dict[str, int]
+    metrics_ports: dict[str, int]
+    pg_port: int
+    nats_port: int
+    base_domain: str
+
+    @classmethod
+    def from_env(cls) -> Plan:
+        env = os.environ
+        base = int(env.get("FRONTDESK_PORT_BASE", "50060"))
+        return cls(
+            data_dir=Path(env.get("FRONTDESK_DATA_DIR", ".frontdesk")).resolve(),
+            gateway_port=int(env.get("FRONTDESK_GATEWAY_PORT", "8080")),
+            service_ports={name: base + i + 1 for i, name in enumerate(SERVICES)},
+            metrics_ports={name: base + 100 + i + 1 for i, name in enumerate(SERVICES)},
+            pg_port=int(env.get("FRONTDESK_PG_PORT", "54329")),
+            nats_port=int(env.get("FRONTDESK_NATS_PORT", "42229")),
+            base_domain=env.get("FRONTDESK_BASE_DOMAIN", "localhost"),
+        )
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+class Launcher:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.pg: EmbeddedPostgres | None = None
+        self.nats: EmbeddedNats | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs = plan.data_dir / "logs"
+        self.database_url = os.environ.get("FRONTDESK_DATABASE_URL", "")
+        self.nats_url = os.environ.get("FRONTDESK_NATS_URL", "")
+
+    # -- infrastructure -----------------------------------------------------------------
+    def start_infrastructure(self) -> None:
+        self.plan.data_dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        if self.database_url:
+            say("postgresql", "external (FRONTDESK_DATABASE_URL)")
+        else:
+            self.pg = EmbeddedPostgres(self.plan.data_dir / "pg", self.plan.pg_port)
+            started = time.monotonic()
+            self.pg.start()
+            self.database_url = self.pg.url
+            say(
+                "postgresql",
+                f"embedded, 127.0.0.1:{self.plan.pg_port} "
+                f"({time.monotonic() - started:.1f}s, data in {self.pg.data_dir})",
+            )
+        if self.nats_url:
+            say("nats", "external (FRONTDESK_NATS_URL)")
+        else:
+            self.nats = EmbeddedNats(self.plan.data_dir / "nats", self.plan.nats_port)
+            self.nats.start()
+            self.nats_url = self.nats.url
+            say("nats", f"embedded with JetStream, 127.0.0.1:{self.plan.nats_port}")
+
+    def service_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            FRONTDESK_DATABASE_URL=self.database_url,
+            FRONTDESK_NATS_URL=self.nats_url,
+            FRONTDESK_BASE_DOMAIN=self.plan.base_domain,
+            PYTHONUNBUFFERED="1",
+        )
+        for name, port in self.plan.service_ports.items():
+            env[f"FRONTDESK_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
+        return env
+
+    # -- processes ------------------------------------------------------------------------
+    def spawn(self, name: str, module: str, env: dict[str, str]) -> None:
+        log = open(self.logs / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            text = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()
+            return "\n".join("      " + line for line in text[-lines:])
+        return ""
+
+    async def wait_grpc(self, name: str, address: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise LaunchError(
+                    f"{name} exited with code {proc.returncode} while starting; "
+                    f"its log ({self.logs / (name + '.log')}) ends with:\n{self.log_tail(name)}"
+                )
+            if await check_health(address, timeout=0.5):
+                return
+            await asyncio.sleep(0.2)
+        raise LaunchError(
+            f"{name} did not become healthy within {timeout:.0f}s; log:\n{self.log_tail(name)}"
+        )
+
+    async def start_services(self) -> None:
+        for name, port in {**self.plan.service_ports, "gateway": self.plan.gateway_port}.items():
+            if port_in_use(port):
+                raise LaunchError(
+                    f"port {port} for {name} is already in use "
+                    f"(another Frontdesk running? set FRONTDESK_PORT_BASE / FRONTDESK_GATEWAY_PORT)"
+                )
+        base_env = self.service_env()
+        for name in SERVICES:
+            env = dict(base_env)
+            env["FRONTDESK_GRPC_LISTEN"] = f"127.0.0.1:{self.plan.service_ports[name]}"
+            env["FRONTDESK_METRICS_PORT"] = str(self.plan.metrics_ports[name])
+            self.spawn(name, f"services.{name}", env)
+        for name in SERVICES:
+            started = time.monotonic()
+            await self.wait_grpc(name, f"127.0.0.1:{self.plan.service_ports[name]}")
+            say(
+                name,
+                f"ready on 127.0.0.1:{self.plan.service_ports[name]} "
+                f"(metrics :{self.plan.metrics_ports[name]}, {time.monotonic() - started:.1f}s)",
+            )
+        env = dict(base_env)
+        env["FRONTDESK_GATEWAY_HOST"] = "127.0.0.1"
+        env["FRONTDESK_GATEWAY_PORT"] = str(self.plan.gateway_port)
+        self.spawn("gateway", "gateway", env)
+        await self.wait_gateway()
+        say("gateway", f"ready on http://127.0.0.1:{self.plan.gateway_port}/readyz")
+
+    async def wait_gateway(self, timeout: float = 60.0) -> None:
+        url = f"http://127.0.0.1:{self.plan.gateway_port}/readyz"
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                proc = self.procs["gateway"]
+                if proc.poll() is not None:
+                    raise LaunchError(
+                        f"gateway exited with code {proc.returncode} while starting:\n"
+                        f"{self.log_tail('gateway')}"
+                    )
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.2)
+        raise LaunchError(
+            f"gateway did not become ready within {timeout:.0f}s:\n{self.log_tail('gateway')}"
+        )
+
+    def stop(self) -> None:
+        for name in ["gateway", *reversed(SERVICES)]:
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                say(name, "did not stop in 15s; killing it")
+                proc.kill()
+                proc.wait(5)
+            say(name, "stopped")
+        if self.nats is not None:
+            self.nats.stop()
+            say("nats", "stopped")
+        if self.pg is not None:
+            self.pg.stop()
+            say("postgresql", "stopped")
+
+
+async def create_workspace(
+    directory_addr: str,
+    auth_addr: str,
+    slug: str,
+    name: str,
+    admin_email: str,
+    admin_name: str,
+    admin_password: str,
+) -> directory_pb2.CreateWorkspaceResponse:
+    async with channel(directory_addr) as dch, channel(auth_addr) as ach:
+        directory = directory_pb2_grpc.DirectoryServiceStub(dch)
+        auth = auth_pb2_grpc.AuthServiceStub(ach)
+        created: directory_pb2.CreateWorkspaceResponse = await directory.CreateWorkspace(
+            directory_pb2.CreateWorkspaceRequest(
+                slug=slug, name=name, admin_email=admin_email, admin_name=admin_name
+            ),
+            timeout=15,
+        )
+        await auth.SetPassword(
+            auth_pb2.SetPasswordRequest(
+                caller=common_pb2.Caller(workspace_id=created.workspace.id),
+                person_id=created.admin.id,
+                password=admin_password,
+            ),
+            timeout=15,
+        )
+        return created
+
+
+async def ensure_demo(launcher: Launcher) -> tuple[str, str, bool]:
+    """Create workspace 'acme' on first run; returns (email, password, created_now)."""
+    creds_file = launcher.plan.data_dir / "demo-admin.json"
+    directory_addr = f"127.0.0.1:{launcher.plan.service_ports['directory']}"
+    auth_addr = f"127.0.0.1:{launcher.plan.service_ports['auth']}"
+    async with channel(directory_addr) as ch:
+        stub = directory_pb2_grpc.DirectoryServiceStub(ch)
+        try:
+            await stub.GetWorkspace(directory_pb2.GetWorkspaceRequest(slug="acme"), timeout=10)
+            exists = True
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            exists = False
+    if exists and creds_file.exists():
+        creds = json.loads(creds_file.read_text())
+        return creds["email"], creds["password"], False
+    if exists:
+        return "admin@acme.example", "(set when the workspace was created)", False
+    email, password = "admin@acme.example", secrets.token_urlsafe(12)
+    await create_workspace(directory_addr, auth_addr, "acme", "Acme", email, "Acme Admin", password)
+    creds_file.write_text(json.dumps({"email": email, "password": password}))
+    creds_file.chmod(0o600)
+    return email, password, True
+
+
+async def up(plan: Plan) -> int:
+    launcher = Launcher(plan)
+    print("Starting Frontdesk", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        launcher.start_infrastructure()
+        await launcher.start_services()
+        email, password, created = await ensure_demo(launcher)
+        say("workspace", "acme created" if created else "acme (existing data kept)")
+        port = plan.gateway_port
+        print(
+            f"\nFrontdesk is running.\n"
+            f"  Portal:      http://acme.{plan.base_domain}:{port}/\n"
+            f"  Management:  http://acme.{plan.base_domain}:{port}/management\n"
+            f"  Admin:       {email}\n"
+            f"  Password:    {password}\n"
+            f"  Logs:        {launcher.logs}\n"
+            f"Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while not stop.is_set():
+            for name, proc in launcher.procs.items():
+                if proc.poll() is not None:
+                    print(
+                        f"\n{name} exited unexpectedly (code {proc.returncode}):\n"
+                        f"{launcher.log_tail(name)}",
+                        flush=True,
+                    )
+                    stop.set()
+                    code = 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    except (LaunchError, EmbeddedError) as exc:
+        print(f"\nFrontdesk could not start: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        print("\nStopping Frontdesk", flush=True)
+        launcher.stop()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="frontdesk")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("up", help="run the whole suite (default)")
+    ws = sub.add_parser("workspace", help="manage workspaces of a running suite")
+    ws_sub = ws.add_subparsers(dest="action", required=True)
+    create = ws_sub.add_parser("create", help="create a workspace and its first admin")
+    create.add_argument("slug")
+    create.add_argument("--name", required=True)
+    create.add_argument("--admin-email", required=True)
+    create.add_argument("--admin-name", default="Administrator")
+    create.add_argument("--admin-password", default="")
+    args = parser.parse_args(argv)
+    plan = Plan.from_env()
+    if args.command == "workspace":
+        password = args.admin_password or secrets.token_urlsafe(12)
+        directory_addr = os.environ.get(
+            "FRONTDESK_DIRECTORY_ADDR", f"127.0.0.1:{plan.service_ports['directory']}"
+        )
+        auth_addr = os.environ.get("FRONTDESK_AUTH_ADDR", f"127.0.0.1:{plan.service_ports['auth']}")
+        try:
+            created = asyncio.run(
+                create_workspace(
+                    directory_addr,
+                    auth_addr,
+                    args.slug,
+                    args.name,
+                    args.admin_email,
+                    args.admin_name,
+                    password,
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            print(f"could not create the workspace: {exc.details()}", file=sys.stderr)
+            return 1
+        print(
+            f"created workspace {created.workspace.slug} ({created.workspace.id})\n"
+            f"  portal: http://{created.workspace.slug}.{plan.base_domain}:{plan.gateway_port}/\n"
+            f"  admin:  {args.admin_email}\n  password: {password}"
+        )
+        return 0
+    return asyncio.run(up(plan))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
