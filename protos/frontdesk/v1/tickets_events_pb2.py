@@ -22,17 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from frontdesk.v1 import tickets_pb2 as frontdesk_dot_v1_dot_tickets__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!frontdesk/v1/tickets_events.proto\x12\x0c\x66rontdesk.v1\"H\n\x0bTicketEvent\x12\x31\n\x0eticket_created\x18\x01 \x01(\x0b\x32\x17.frontdesk.v1.TicketRefH\x00\x42\x06\n\x04kind\"\x1e\n\tTicketRef\x12\x11\n\tticket_id\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!frontdesk/v1/tickets_events.proto\x12\x0c\x66rontdesk.v1\x1a\x1a\x66rontdesk/v1/tickets.proto\"\xbb\x02\n\x0bTicketEvent\x12\x35\n\x0eticket_created\x18\x01 \x01(\x0b\x32\x1b.frontdesk.v1.TicketCreatedH\x00\x12\x37\n\x0fticket_assigned\x18\x02 \x01(\x0b\x32\x1c.frontdesk.v1.TicketAssignedH\x00\x12\x42\n\x15ticket_status_changed\x18\x03 \x01(\x0b\x32!.frontdesk.v1.TicketStatusChangedH\x00\x12\x39\n\x10ticket_commented\x18\x04 \x01(\x0b\x32\x1d.frontdesk.v1.TicketCommentedH\x00\x12\x35\n\x0eticket_updated\x18\x05 \x01(\x0b\x32\x1b.frontdesk.v1.TicketUpdatedH\x00\x42\x06\n\x04kind\"\xaf\x01\n\rTicketCreated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.frontdesk.v1.TicketType\x12\x14\n\x0crequester_id\x18\x04 \x01(\t\x12.\n\x08priority\x18\x05 \x01(\x0e\x32\x1c.frontdesk.v1.TicketPriority\x12\r\n\x05title\x18\x06 \x01(\t\"|\n\x0eTicketAssigned\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x03 \x01(\t\x12\x1c\n\x14previous_assignee_id\x18\x04 \x01(\t\x12\x14\n\x0crequester_id\x18\x05 \x01(\t\"\xe1\x01\n\x13TicketStatusChanged\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12/\n\x0b\x66rom_status\x18\x03 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12-\n\tto_status\x18\x04 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12\x14\n\x0crequester_id\x18\x05 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x06 \x01(\t\x12\x1c\n\x14\x62y_requester_comment\x18\x07 \x01(\x08\"\x98\x01\n\x0fTicketCommented\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x12\n\ncomment_id\x18\x03 \x01(\t\x12\x11\n\tauthor_id\x18\x04 \x01(\t\x12\x10\n\x08internal\x18\x05 \x01(\x08\x12\x14\n\x0crequester_id\x18\x06 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x07 \x01(\t\"X\n\rTicketUpdated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12\x14\n\x0crequester_id\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'frontdesk.v1.tickets_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TICKETEVENT']._serialized_start=51
-  _globals['_TICKETEVENT']._serialized_end=123
-  _globals['_TICKETREF']._serialized_start=125
-  _globals['_TICKETREF']._serialized_end=155
+  _globals['_TICKETEVENT']._serialized_start=80
+  _globals['_TICKETEVENT']._serialized_end=395
+  _globals['_TICKETCREATED']._serialized_start=398
+  _globals['_TICKETCREATED']._serialized_end=573
+  _globals['_TICKETASSIGNED']._serialized_start=575
+  _globals['_TICKETASSIGNED']._serialized_end=699
+  _globals['_TICKETSTATUSCHANGED']._serialized_start=702
+  _globals['_TICKETSTATUSCHANGED']._serialized_end=927
+  _globals['_TICKETCOMMENTED']._serialized_start=930
+  _globals['_TICKETCOMMENTED']._serialized_end=1082
+  _globals['_TICKETUPDATED']._serialized_start=1084
+  _globals['_TICKETUPDATED']._serialized_end=1172
 # @@protoc_insertion_point(module_scope)

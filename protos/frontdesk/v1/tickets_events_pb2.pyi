@@ -3,8 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from frontdesk.v1 import tickets_pb2 as _tickets_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,43 +21,214 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class TicketEvent(_message.Message):
-    """Owned by the tickets service; filled in with its capability."""
+    """Events of the tickets service, subject fd.tickets.<workspace_id>.<field name below>.
+    They carry ids and states, never comment bodies (an internal note must not leak).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TICKET_CREATED_FIELD_NUMBER: _builtins.int
+    TICKET_ASSIGNED_FIELD_NUMBER: _builtins.int
+    TICKET_STATUS_CHANGED_FIELD_NUMBER: _builtins.int
+    TICKET_COMMENTED_FIELD_NUMBER: _builtins.int
+    TICKET_UPDATED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def ticket_created(self) -> Global___TicketRef: ...
+    def ticket_created(self) -> Global___TicketCreated: ...
+    @_builtins.property
+    def ticket_assigned(self) -> Global___TicketAssigned: ...
+    @_builtins.property
+    def ticket_status_changed(self) -> Global___TicketStatusChanged: ...
+    @_builtins.property
+    def ticket_commented(self) -> Global___TicketCommented: ...
+    @_builtins.property
+    def ticket_updated(self) -> Global___TicketUpdated: ...
     def __init__(
         self,
         *,
-        ticket_created: Global___TicketRef | None = ...,
+        ticket_created: Global___TicketCreated | None = ...,
+        ticket_assigned: Global___TicketAssigned | None = ...,
+        ticket_status_changed: Global___TicketStatusChanged | None = ...,
+        ticket_commented: Global___TicketCommented | None = ...,
+        ticket_updated: Global___TicketUpdated | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "ticket_created", b"ticket_created"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "ticket_assigned", b"ticket_assigned", "ticket_commented", b"ticket_commented", "ticket_created", b"ticket_created", "ticket_status_changed", b"ticket_status_changed", "ticket_updated", b"ticket_updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "ticket_created", b"ticket_created"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "ticket_assigned", b"ticket_assigned", "ticket_commented", b"ticket_commented", "ticket_created", b"ticket_created", "ticket_status_changed", b"ticket_status_changed", "ticket_updated", b"ticket_updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["ticket_created"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["ticket_created", "ticket_assigned", "ticket_status_changed", "ticket_commented", "ticket_updated"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___TicketEvent: _TypeAlias = TicketEvent  # noqa: Y015
 
 @_typing.final
-class TicketRef(_message.Message):
+class TicketCreated(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TICKET_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
+    number: _builtins.str
+    type: _tickets_pb2.TicketType.ValueType
+    requester_id: _builtins.str
+    priority: _tickets_pb2.TicketPriority.ValueType
+    title: _builtins.str
     def __init__(
         self,
         *,
         ticket_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        type: _tickets_pb2.TicketType.ValueType = ...,
+        requester_id: _builtins.str = ...,
+        priority: _tickets_pb2.TicketPriority.ValueType = ...,
+        title: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["number", b"number", "priority", b"priority", "requester_id", b"requester_id", "ticket_id", b"ticket_id", "title", b"title", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TicketRef: _TypeAlias = TicketRef  # noqa: Y015
+Global___TicketCreated: _TypeAlias = TicketCreated  # noqa: Y015
+
+@_typing.final
+class TicketAssigned(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    number: _builtins.str
+    assignee_id: _builtins.str
+    """empty when unassigned"""
+    previous_assignee_id: _builtins.str
+    requester_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+        previous_assignee_id: _builtins.str = ...,
+        requester_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "number", b"number", "previous_assignee_id", b"previous_assignee_id", "requester_id", b"requester_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketAssigned: _TypeAlias = TicketAssigned  # noqa: Y015
+
+@_typing.final
+class TicketStatusChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    FROM_STATUS_FIELD_NUMBER: _builtins.int
+    TO_STATUS_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    BY_REQUESTER_COMMENT_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    number: _builtins.str
+    from_status: _tickets_pb2.TicketStatus.ValueType
+    to_status: _tickets_pb2.TicketStatus.ValueType
+    requester_id: _builtins.str
+    assignee_id: _builtins.str
+    by_requester_comment: _builtins.bool
+    """reopened by the requester's comment"""
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        from_status: _tickets_pb2.TicketStatus.ValueType = ...,
+        to_status: _tickets_pb2.TicketStatus.ValueType = ...,
+        requester_id: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+        by_requester_comment: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "by_requester_comment", b"by_requester_comment", "from_status", b"from_status", "number", b"number", "requester_id", b"requester_id", "ticket_id", b"ticket_id", "to_status", b"to_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketStatusChanged: _TypeAlias = TicketStatusChanged  # noqa: Y015
+
+@_typing.final
+class TicketCommented(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    number: _builtins.str
+    comment_id: _builtins.str
+    author_id: _builtins.str
+    internal: _builtins.bool
+    requester_id: _builtins.str
+    assignee_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        author_id: _builtins.str = ...,
+        internal: _builtins.bool = ...,
+        requester_id: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "author_id", b"author_id", "comment_id", b"comment_id", "internal", b"internal", "number", b"number", "requester_id", b"requester_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketCommented: _TypeAlias = TicketCommented  # noqa: Y015
+
+@_typing.final
+class TicketUpdated(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    number: _builtins.str
+    requester_id: _builtins.str
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """names of the fields that changed"""
+
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+        requester_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "number", b"number", "requester_id", b"requester_id", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketUpdated: _TypeAlias = TicketUpdated  # noqa: Y015

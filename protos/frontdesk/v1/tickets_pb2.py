@@ -22,18 +22,57 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from frontdesk.v1 import common_pb2 as frontdesk_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66rontdesk/v1/tickets.proto\x12\x0c\x66rontdesk.v1\x1a\x19\x66rontdesk/v1/common.proto\":\n\x12PingTicketsRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller2N\n\rTicketService\x12=\n\x04Ping\x12 .frontdesk.v1.PingTicketsRequest\x1a\x13.frontdesk.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66rontdesk/v1/tickets.proto\x12\x0c\x66rontdesk.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19\x66rontdesk/v1/common.proto\":\n\x12PingTicketsRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller\"\xd8\x05\n\x06Ticket\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cworkspace_id\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\t\x12&\n\x04type\x18\x04 \x01(\x0e\x32\x18.frontdesk.v1.TicketType\x12\r\n\x05title\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12*\n\x06status\x18\x07 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12\x14\n\x0crequester_id\x18\x08 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\t \x01(\t\x12)\n\x06impact\x18\n \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12*\n\x07urgency\x18\x0b \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12.\n\x08priority\x18\x0c \x01(\x0e\x32\x1c.frontdesk.v1.TicketPriority\x12\x0e\n\x06reason\x18\r \x01(\t\x12\'\n\x04risk\x18\x0e \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12\x31\n\rplanned_start\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bplanned_end\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcomment_count\x18\x15 \x01(\x05\"\x91\x01\n\rTicketComment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12\x11\n\tauthor_id\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x10\n\x08internal\x18\x05 \x01(\x08\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdc\x01\n\x0cStatusChange\x12/\n\x0b\x66rom_status\x18\x01 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12-\n\tto_status\x18\x02 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12\x10\n\x08\x61\x63tor_id\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12.\n\nchanged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x62y_requester_comment\x18\x06 \x01(\x08\"\x84\x01\n\x0b\x46ieldChange\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x11\n\told_value\x18\x02 \x01(\t\x12\x11\n\tnew_value\x18\x03 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x04 \x01(\t\x12.\n\nchanged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc9\x01\n\x0cTicketDetail\x12$\n\x06ticket\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Ticket\x12-\n\x08\x63omments\x18\x02 \x03(\x0b\x32\x1b.frontdesk.v1.TicketComment\x12\x32\n\x0estatus_history\x18\x03 \x03(\x0b\x32\x1a.frontdesk.v1.StatusChange\x12\x30\n\rfield_history\x18\x04 \x03(\x0b\x32\x19.frontdesk.v1.FieldChange\"\xaa\x03\n\x13\x43reateTicketRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller\x12&\n\x04type\x18\x02 \x01(\x0e\x32\x18.frontdesk.v1.TicketType\x12\r\n\x05title\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12)\n\x06impact\x18\x05 \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12*\n\x07urgency\x18\x06 \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\'\n\x04risk\x18\x08 \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12\x31\n\rplanned_start\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bplanned_end\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x14\n\x0crequester_id\x18\x0c \x01(\t\"K\n\x10GetTicketRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller\x12\x11\n\tticket_id\x18\x02 \x01(\t\"\xca\x01\n\x14ListMyTicketsRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller\x12,\n\x08statuses\x18\x02 \x03(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.frontdesk.v1.TicketType\x12\r\n\x05query\x18\x04 \x01(\t\x12\'\n\x04page\x18\x05 \x01(\x0b\x32\x19.frontdesk.v1.PageRequest\"\xcd\x02\n\x12ListTicketsRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller\x12,\n\x08statuses\x18\x02 \x03(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.frontdesk.v1.TicketType\x12\x30\n\npriorities\x18\x04 \x03(\x0e\x32\x1c.frontdesk.v1.TicketPriority\x12\x13\n\x0b\x61ssignee_id\x18\x05 \x01(\t\x12\x14\n\x0crequester_id\x18\x06 \x01(\t\x12\r\n\x05query\x18\x07 \x01(\t\x12&\n\x04sort\x18\x08 \x01(\x0e\x32\x18.frontdesk.v1.TicketSort\x12\'\n\x04page\x18\t \x01(\x0b\x32\x19.frontdesk.v1.PageRequest\"U\n\x13ListTicketsResponse\x12%\n\x07tickets\x18\x01 \x03(\x0b\x32\x14.frontdesk.v1.Ticket\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc4\x03\n\x13UpdateTicketRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12\x12\n\x05title\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x01\x88\x01\x01\x12)\n\x06impact\x18\x05 \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12*\n\x07urgency\x18\x06 \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12\x13\n\x06reason\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\'\n\x04risk\x18\x08 \x01(\x0e\x32\x19.frontdesk.v1.TicketLevel\x12\x31\n\rplanned_start\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bplanned_end\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x0b\x61ssignee_id\x18\x0b \x01(\tH\x03\x88\x01\x01\x42\x08\n\x06_titleB\x0e\n\x0c_descriptionB\t\n\x07_reasonB\x0e\n\x0c_assignee_id\"\x88\x01\n\x13\x43hangeStatusRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12\x0c\n\x04note\x18\x04 \x01(\t\"l\n\x11\x41\x64\x64\x43ommentRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.frontdesk.v1.Caller\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x10\n\x08internal\x18\x04 \x01(\x08\"h\n\x12\x41\x64\x64\x43ommentResponse\x12,\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x1b.frontdesk.v1.TicketComment\x12$\n\x06ticket\x18\x02 \x01(\x0b\x32\x14.frontdesk.v1.Ticket*c\n\nTicketType\x12\x1b\n\x17TICKET_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14TICKET_TYPE_INCIDENT\x10\x01\x12\x1e\n\x1aTICKET_TYPE_CHANGE_REQUEST\x10\x02*\xc2\x01\n\x0cTicketStatus\x12\x1d\n\x19TICKET_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11TICKET_STATUS_NEW\x10\x01\x12\x1d\n\x19TICKET_STATUS_IN_PROGRESS\x10\x02\x12\'\n#TICKET_STATUS_WAITING_FOR_REQUESTER\x10\x03\x12\x1a\n\x16TICKET_STATUS_RESOLVED\x10\x04\x12\x18\n\x14TICKET_STATUS_CLOSED\x10\x05*q\n\x0bTicketLevel\x12\x1c\n\x18TICKET_LEVEL_UNSPECIFIED\x10\x00\x12\x14\n\x10TICKET_LEVEL_LOW\x10\x01\x12\x17\n\x13TICKET_LEVEL_MEDIUM\x10\x02\x12\x15\n\x11TICKET_LEVEL_HIGH\x10\x03*\xbc\x01\n\x0eTicketPriority\x12\x1f\n\x1bTICKET_PRIORITY_UNSPECIFIED\x10\x00\x12\x1c\n\x18TICKET_PRIORITY_CRITICAL\x10\x01\x12\x18\n\x14TICKET_PRIORITY_HIGH\x10\x02\x12\x1a\n\x16TICKET_PRIORITY_MEDIUM\x10\x03\x12\x17\n\x13TICKET_PRIORITY_LOW\x10\x04\x12\x1c\n\x18TICKET_PRIORITY_PLANNING\x10\x05*\xd8\x01\n\nTicketSort\x12\x1b\n\x17TICKET_SORT_UNSPECIFIED\x10\x00\x12\x1c\n\x18TICKET_SORT_CREATED_DESC\x10\x01\x12\x1b\n\x17TICKET_SORT_CREATED_ASC\x10\x02\x12\x1c\n\x18TICKET_SORT_UPDATED_DESC\x10\x03\x12\x1b\n\x17TICKET_SORT_UPDATED_ASC\x10\x04\x12\x18\n\x14TICKET_SORT_PRIORITY\x10\x05\x12\x1d\n\x19TICKET_SORT_PRIORITY_DESC\x10\x06\x32\xef\x04\n\rTicketService\x12=\n\x04Ping\x12 .frontdesk.v1.PingTicketsRequest\x1a\x13.frontdesk.v1.Empty\x12G\n\x0c\x43reateTicket\x12!.frontdesk.v1.CreateTicketRequest\x1a\x14.frontdesk.v1.Ticket\x12G\n\tGetTicket\x12\x1e.frontdesk.v1.GetTicketRequest\x1a\x1a.frontdesk.v1.TicketDetail\x12V\n\rListMyTickets\x12\".frontdesk.v1.ListMyTicketsRequest\x1a!.frontdesk.v1.ListTicketsResponse\x12R\n\x0bListTickets\x12 .frontdesk.v1.ListTicketsRequest\x1a!.frontdesk.v1.ListTicketsResponse\x12G\n\x0cUpdateTicket\x12!.frontdesk.v1.UpdateTicketRequest\x1a\x14.frontdesk.v1.Ticket\x12G\n\x0c\x43hangeStatus\x12!.frontdesk.v1.ChangeStatusRequest\x1a\x14.frontdesk.v1.Ticket\x12O\n\nAddComment\x12\x1f.frontdesk.v1.AddCommentRequest\x1a .frontdesk.v1.AddCommentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'frontdesk.v1.tickets_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PINGTICKETSREQUEST']._serialized_start=71
-  _globals['_PINGTICKETSREQUEST']._serialized_end=129
-  _globals['_TICKETSERVICE']._serialized_start=131
-  _globals['_TICKETSERVICE']._serialized_end=209
+  _globals['_TICKETTYPE']._serialized_start=3549
+  _globals['_TICKETTYPE']._serialized_end=3648
+  _globals['_TICKETSTATUS']._serialized_start=3651
+  _globals['_TICKETSTATUS']._serialized_end=3845
+  _globals['_TICKETLEVEL']._serialized_start=3847
+  _globals['_TICKETLEVEL']._serialized_end=3960
+  _globals['_TICKETPRIORITY']._serialized_start=3963
+  _globals['_TICKETPRIORITY']._serialized_end=4151
+  _globals['_TICKETSORT']._serialized_start=4154
+  _globals['_TICKETSORT']._serialized_end=4370
+  _globals['_PINGTICKETSREQUEST']._serialized_start=104
+  _globals['_PINGTICKETSREQUEST']._serialized_end=162
+  _globals['_TICKET']._serialized_start=165
+  _globals['_TICKET']._serialized_end=893
+  _globals['_TICKETCOMMENT']._serialized_start=896
+  _globals['_TICKETCOMMENT']._serialized_end=1041
+  _globals['_STATUSCHANGE']._serialized_start=1044
+  _globals['_STATUSCHANGE']._serialized_end=1264
+  _globals['_FIELDCHANGE']._serialized_start=1267
+  _globals['_FIELDCHANGE']._serialized_end=1399
+  _globals['_TICKETDETAIL']._serialized_start=1402
+  _globals['_TICKETDETAIL']._serialized_end=1603
+  _globals['_CREATETICKETREQUEST']._serialized_start=1606
+  _globals['_CREATETICKETREQUEST']._serialized_end=2032
+  _globals['_GETTICKETREQUEST']._serialized_start=2034
+  _globals['_GETTICKETREQUEST']._serialized_end=2109
+  _globals['_LISTMYTICKETSREQUEST']._serialized_start=2112
+  _globals['_LISTMYTICKETSREQUEST']._serialized_end=2314
+  _globals['_LISTTICKETSREQUEST']._serialized_start=2317
+  _globals['_LISTTICKETSREQUEST']._serialized_end=2650
+  _globals['_LISTTICKETSRESPONSE']._serialized_start=2652
+  _globals['_LISTTICKETSRESPONSE']._serialized_end=2737
+  _globals['_UPDATETICKETREQUEST']._serialized_start=2740
+  _globals['_UPDATETICKETREQUEST']._serialized_end=3192
+  _globals['_CHANGESTATUSREQUEST']._serialized_start=3195
+  _globals['_CHANGESTATUSREQUEST']._serialized_end=3331
+  _globals['_ADDCOMMENTREQUEST']._serialized_start=3333
+  _globals['_ADDCOMMENTREQUEST']._serialized_end=3441
+  _globals['_ADDCOMMENTRESPONSE']._serialized_start=3443
+  _globals['_ADDCOMMENTRESPONSE']._serialized_end=3547
+  _globals['_TICKETSERVICE']._serialized_start=4373
+  _globals['_TICKETSERVICE']._serialized_end=4996
 # @@protoc_insertion_point(module_scope)

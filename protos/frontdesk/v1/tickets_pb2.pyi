@@ -3,9 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from frontdesk.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -16,6 +20,126 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TicketType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_TYPE_UNSPECIFIED: _TicketType.ValueType  # 0
+    TICKET_TYPE_INCIDENT: _TicketType.ValueType  # 1
+    """numbered INC-n"""
+    TICKET_TYPE_CHANGE_REQUEST: _TicketType.ValueType  # 2
+    """numbered CHG-n"""
+
+class TicketType(_TicketType, metaclass=_TicketTypeEnumTypeWrapper): ...
+
+TICKET_TYPE_UNSPECIFIED: TicketType.ValueType  # 0
+TICKET_TYPE_INCIDENT: TicketType.ValueType  # 1
+"""numbered INC-n"""
+TICKET_TYPE_CHANGE_REQUEST: TicketType.ValueType  # 2
+"""numbered CHG-n"""
+Global___TicketType: _TypeAlias = TicketType  # noqa: Y015
+
+class _TicketStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_STATUS_UNSPECIFIED: _TicketStatus.ValueType  # 0
+    TICKET_STATUS_NEW: _TicketStatus.ValueType  # 1
+    TICKET_STATUS_IN_PROGRESS: _TicketStatus.ValueType  # 2
+    TICKET_STATUS_WAITING_FOR_REQUESTER: _TicketStatus.ValueType  # 3
+    TICKET_STATUS_RESOLVED: _TicketStatus.ValueType  # 4
+    TICKET_STATUS_CLOSED: _TicketStatus.ValueType  # 5
+
+class TicketStatus(_TicketStatus, metaclass=_TicketStatusEnumTypeWrapper):
+    """Workflow: New -> In progress -> Waiting for requester -> Resolved -> Closed."""
+
+TICKET_STATUS_UNSPECIFIED: TicketStatus.ValueType  # 0
+TICKET_STATUS_NEW: TicketStatus.ValueType  # 1
+TICKET_STATUS_IN_PROGRESS: TicketStatus.ValueType  # 2
+TICKET_STATUS_WAITING_FOR_REQUESTER: TicketStatus.ValueType  # 3
+TICKET_STATUS_RESOLVED: TicketStatus.ValueType  # 4
+TICKET_STATUS_CLOSED: TicketStatus.ValueType  # 5
+Global___TicketStatus: _TypeAlias = TicketStatus  # noqa: Y015
+
+class _TicketLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_LEVEL_UNSPECIFIED: _TicketLevel.ValueType  # 0
+    TICKET_LEVEL_LOW: _TicketLevel.ValueType  # 1
+    TICKET_LEVEL_MEDIUM: _TicketLevel.ValueType  # 2
+    TICKET_LEVEL_HIGH: _TicketLevel.ValueType  # 3
+
+class TicketLevel(_TicketLevel, metaclass=_TicketLevelEnumTypeWrapper):
+    """Impact, urgency and risk."""
+
+TICKET_LEVEL_UNSPECIFIED: TicketLevel.ValueType  # 0
+TICKET_LEVEL_LOW: TicketLevel.ValueType  # 1
+TICKET_LEVEL_MEDIUM: TicketLevel.ValueType  # 2
+TICKET_LEVEL_HIGH: TicketLevel.ValueType  # 3
+Global___TicketLevel: _TypeAlias = TicketLevel  # noqa: Y015
+
+class _TicketPriority:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketPriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketPriority.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_PRIORITY_UNSPECIFIED: _TicketPriority.ValueType  # 0
+    TICKET_PRIORITY_CRITICAL: _TicketPriority.ValueType  # 1
+    TICKET_PRIORITY_HIGH: _TicketPriority.ValueType  # 2
+    TICKET_PRIORITY_MEDIUM: _TicketPriority.ValueType  # 3
+    TICKET_PRIORITY_LOW: _TicketPriority.ValueType  # 4
+    TICKET_PRIORITY_PLANNING: _TicketPriority.ValueType  # 5
+
+class TicketPriority(_TicketPriority, metaclass=_TicketPriorityEnumTypeWrapper):
+    """ITIL priority from the impact x urgency matrix (P1 .. P5)."""
+
+TICKET_PRIORITY_UNSPECIFIED: TicketPriority.ValueType  # 0
+TICKET_PRIORITY_CRITICAL: TicketPriority.ValueType  # 1
+TICKET_PRIORITY_HIGH: TicketPriority.ValueType  # 2
+TICKET_PRIORITY_MEDIUM: TicketPriority.ValueType  # 3
+TICKET_PRIORITY_LOW: TicketPriority.ValueType  # 4
+TICKET_PRIORITY_PLANNING: TicketPriority.ValueType  # 5
+Global___TicketPriority: _TypeAlias = TicketPriority  # noqa: Y015
+
+class _TicketSort:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TicketSortEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TicketSort.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TICKET_SORT_UNSPECIFIED: _TicketSort.ValueType  # 0
+    """= CREATED_DESC"""
+    TICKET_SORT_CREATED_DESC: _TicketSort.ValueType  # 1
+    TICKET_SORT_CREATED_ASC: _TicketSort.ValueType  # 2
+    TICKET_SORT_UPDATED_DESC: _TicketSort.ValueType  # 3
+    TICKET_SORT_UPDATED_ASC: _TicketSort.ValueType  # 4
+    TICKET_SORT_PRIORITY: _TicketSort.ValueType  # 5
+    """most urgent first, oldest first within a priority"""
+    TICKET_SORT_PRIORITY_DESC: _TicketSort.ValueType  # 6
+    """the reverse"""
+
+class TicketSort(_TicketSort, metaclass=_TicketSortEnumTypeWrapper): ...
+
+TICKET_SORT_UNSPECIFIED: TicketSort.ValueType  # 0
+"""= CREATED_DESC"""
+TICKET_SORT_CREATED_DESC: TicketSort.ValueType  # 1
+TICKET_SORT_CREATED_ASC: TicketSort.ValueType  # 2
+TICKET_SORT_UPDATED_DESC: TicketSort.ValueType  # 3
+TICKET_SORT_UPDATED_ASC: TicketSort.ValueType  # 4
+TICKET_SORT_PRIORITY: TicketSort.ValueType  # 5
+"""most urgent first, oldest first within a priority"""
+TICKET_SORT_PRIORITY_DESC: TicketSort.ValueType  # 6
+"""the reverse"""
+Global___TicketSort: _TypeAlias = TicketSort  # noqa: Y015
 
 @_typing.final
 class PingTicketsRequest(_message.Message):
@@ -36,3 +160,596 @@ class PingTicketsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PingTicketsRequest: _TypeAlias = PingTicketsRequest  # noqa: Y015
+
+@_typing.final
+class Ticket(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    IMPACT_FIELD_NUMBER: _builtins.int
+    URGENCY_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    PLANNED_START_FIELD_NUMBER: _builtins.int
+    PLANNED_END_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    COMMENT_COUNT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    workspace_id: _builtins.str
+    number: _builtins.str
+    """"INC-12", "CHG-3" """
+    type: Global___TicketType.ValueType
+    title: _builtins.str
+    description: _builtins.str
+    status: Global___TicketStatus.ValueType
+    requester_id: _builtins.str
+    assignee_id: _builtins.str
+    """empty when unassigned"""
+    impact: Global___TicketLevel.ValueType
+    urgency: Global___TicketLevel.ValueType
+    priority: Global___TicketPriority.ValueType
+    reason: _builtins.str
+    """Change requests only."""
+    risk: Global___TicketLevel.ValueType
+    comment_count: _builtins.int
+    """comments visible to the caller; filled by GetTicket only"""
+    @_builtins.property
+    def planned_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def planned_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp:
+        """unset unless resolved or closed"""
+
+    @_builtins.property
+    def closed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        workspace_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        type: Global___TicketType.ValueType = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        status: Global___TicketStatus.ValueType = ...,
+        requester_id: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+        impact: Global___TicketLevel.ValueType = ...,
+        urgency: Global___TicketLevel.ValueType = ...,
+        priority: Global___TicketPriority.ValueType = ...,
+        reason: _builtins.str = ...,
+        risk: Global___TicketLevel.ValueType = ...,
+        planned_start: _timestamp_pb2.Timestamp | None = ...,
+        planned_end: _timestamp_pb2.Timestamp | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        comment_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "created_at", b"created_at", "planned_end", b"planned_end", "planned_start", b"planned_start", "resolved_at", b"resolved_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "closed_at", b"closed_at", "comment_count", b"comment_count", "created_at", b"created_at", "description", b"description", "id", b"id", "impact", b"impact", "number", b"number", "planned_end", b"planned_end", "planned_start", b"planned_start", "priority", b"priority", "reason", b"reason", "requester_id", b"requester_id", "resolved_at", b"resolved_at", "risk", b"risk", "status", b"status", "title", b"title", "type", b"type", "updated_at", b"updated_at", "urgency", b"urgency", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ticket: _TypeAlias = Ticket  # noqa: Y015
+
+@_typing.final
+class TicketComment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    ticket_id: _builtins.str
+    author_id: _builtins.str
+    """empty for the system"""
+    body: _builtins.str
+    internal: _builtins.bool
+    """an internal note: never returned to a caller without Ticket:manage"""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        ticket_id: _builtins.str = ...,
+        author_id: _builtins.str = ...,
+        body: _builtins.str = ...,
+        internal: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "body", b"body", "created_at", b"created_at", "id", b"id", "internal", b"internal", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketComment: _TypeAlias = TicketComment  # noqa: Y015
+
+@_typing.final
+class StatusChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_STATUS_FIELD_NUMBER: _builtins.int
+    TO_STATUS_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    BY_REQUESTER_COMMENT_FIELD_NUMBER: _builtins.int
+    from_status: Global___TicketStatus.ValueType
+    """UNSPECIFIED for the creation"""
+    to_status: Global___TicketStatus.ValueType
+    actor_id: _builtins.str
+    note: _builtins.str
+    by_requester_comment: _builtins.bool
+    """True when the requester's comment reopened the ticket."""
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        from_status: Global___TicketStatus.ValueType = ...,
+        to_status: Global___TicketStatus.ValueType = ...,
+        actor_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+        by_requester_comment: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "by_requester_comment", b"by_requester_comment", "changed_at", b"changed_at", "from_status", b"from_status", "note", b"note", "to_status", b"to_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusChange: _TypeAlias = StatusChange  # noqa: Y015
+
+@_typing.final
+class FieldChange(_message.Message):
+    """A change to another field (title, assignee, impact, ...); Ticket:manage only."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    OLD_VALUE_FIELD_NUMBER: _builtins.int
+    NEW_VALUE_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    old_value: _builtins.str
+    new_value: _builtins.str
+    actor_id: _builtins.str
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        old_value: _builtins.str = ...,
+        new_value: _builtins.str = ...,
+        actor_id: _builtins.str = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "changed_at", b"changed_at", "field", b"field", "new_value", b"new_value", "old_value", b"old_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldChange: _TypeAlias = FieldChange  # noqa: Y015
+
+@_typing.final
+class TicketDetail(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    COMMENTS_FIELD_NUMBER: _builtins.int
+    STATUS_HISTORY_FIELD_NUMBER: _builtins.int
+    FIELD_HISTORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ticket(self) -> Global___Ticket: ...
+    @_builtins.property
+    def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___TicketComment]:
+        """oldest first"""
+
+    @_builtins.property
+    def status_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusChange]:
+        """oldest first, starting with the creation"""
+
+    @_builtins.property
+    def field_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldChange]:
+        """oldest first; empty without Ticket:manage"""
+
+    def __init__(
+        self,
+        *,
+        ticket: Global___Ticket | None = ...,
+        comments: _abc.Iterable[Global___TicketComment] | None = ...,
+        status_history: _abc.Iterable[Global___StatusChange] | None = ...,
+        field_history: _abc.Iterable[Global___FieldChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "field_history", b"field_history", "status_history", b"status_history", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketDetail: _TypeAlias = TicketDetail  # noqa: Y015
+
+@_typing.final
+class CreateTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    IMPACT_FIELD_NUMBER: _builtins.int
+    URGENCY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    PLANNED_START_FIELD_NUMBER: _builtins.int
+    PLANNED_END_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    type: Global___TicketType.ValueType
+    title: _builtins.str
+    """1..200 characters"""
+    description: _builtins.str
+    """1..20000 characters"""
+    impact: Global___TicketLevel.ValueType
+    """Incidents: both required; priority follows from the matrix. Change requests: optional
+    (both or neither, medium when omitted).
+    """
+    urgency: Global___TicketLevel.ValueType
+    reason: _builtins.str
+    """Change requests only, all required; planned_end after planned_start."""
+    risk: Global___TicketLevel.ValueType
+    idempotency_key: _builtins.str
+    """Optional (up to 200 characters): a retry with the same key returns the first ticket."""
+    requester_id: _builtins.str
+    """Ticket:manage or the system: create on behalf of this person. Empty = the caller."""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def planned_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def planned_end(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        type: Global___TicketType.ValueType = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        impact: Global___TicketLevel.ValueType = ...,
+        urgency: Global___TicketLevel.ValueType = ...,
+        reason: _builtins.str = ...,
+        risk: Global___TicketLevel.ValueType = ...,
+        planned_start: _timestamp_pb2.Timestamp | None = ...,
+        planned_end: _timestamp_pb2.Timestamp | None = ...,
+        idempotency_key: _builtins.str = ...,
+        requester_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "planned_end", b"planned_end", "planned_start", b"planned_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "description", b"description", "idempotency_key", b"idempotency_key", "impact", b"impact", "planned_end", b"planned_end", "planned_start", b"planned_start", "reason", b"reason", "requester_id", b"requester_id", "risk", b"risk", "title", b"title", "type", b"type", "urgency", b"urgency"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTicketRequest: _TypeAlias = CreateTicketRequest  # noqa: Y015
+
+@_typing.final
+class GetTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        ticket_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTicketRequest: _TypeAlias = GetTicketRequest  # noqa: Y015
+
+@_typing.final
+class ListMyTicketsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    type: Global___TicketType.ValueType
+    """UNSPECIFIED = both"""
+    query: _builtins.str
+    """words found in title or description, or a number ("INC-12")"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___TicketStatus.ValueType]:
+        """any of these; empty = all"""
+
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest:
+        """page_size 1..100, default 25"""
+
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        statuses: _abc.Iterable[Global___TicketStatus.ValueType] | None = ...,
+        type: Global___TicketType.ValueType = ...,
+        query: _builtins.str = ...,
+        page: _common_pb2.PageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "page", b"page", "query", b"query", "statuses", b"statuses", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyTicketsRequest: _TypeAlias = ListMyTicketsRequest  # noqa: Y015
+
+@_typing.final
+class ListTicketsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    PRIORITIES_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    type: Global___TicketType.ValueType
+    assignee_id: _builtins.str
+    """a person id, or "none" for unassigned tickets"""
+    requester_id: _builtins.str
+    query: _builtins.str
+    sort: Global___TicketSort.ValueType
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___TicketStatus.ValueType]: ...
+    @_builtins.property
+    def priorities(self) -> _containers.RepeatedScalarFieldContainer[Global___TicketPriority.ValueType]: ...
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        statuses: _abc.Iterable[Global___TicketStatus.ValueType] | None = ...,
+        type: Global___TicketType.ValueType = ...,
+        priorities: _abc.Iterable[Global___TicketPriority.ValueType] | None = ...,
+        assignee_id: _builtins.str = ...,
+        requester_id: _builtins.str = ...,
+        query: _builtins.str = ...,
+        sort: Global___TicketSort.ValueType = ...,
+        page: _common_pb2.PageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "caller", b"caller", "page", b"page", "priorities", b"priorities", "query", b"query", "requester_id", b"requester_id", "sort", b"sort", "statuses", b"statuses", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTicketsRequest: _TypeAlias = ListTicketsRequest  # noqa: Y015
+
+@_typing.final
+class ListTicketsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKETS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """empty on the last page"""
+    @_builtins.property
+    def tickets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ticket]: ...
+    def __init__(
+        self,
+        *,
+        tickets: _abc.Iterable[Global___Ticket] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tickets", b"tickets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTicketsResponse: _TypeAlias = ListTicketsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateTicketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    IMPACT_FIELD_NUMBER: _builtins.int
+    URGENCY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
+    PLANNED_START_FIELD_NUMBER: _builtins.int
+    PLANNED_END_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    title: _builtins.str
+    description: _builtins.str
+    impact: Global___TicketLevel.ValueType
+    """UNSPECIFIED = unchanged; priority follows the matrix"""
+    urgency: Global___TicketLevel.ValueType
+    reason: _builtins.str
+    """change requests only"""
+    risk: Global___TicketLevel.ValueType
+    assignee_id: _builtins.str
+    """set to "" to unassign"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def planned_start(self) -> _timestamp_pb2.Timestamp:
+        """unset = unchanged"""
+
+    @_builtins.property
+    def planned_end(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        ticket_id: _builtins.str = ...,
+        title: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        impact: Global___TicketLevel.ValueType = ...,
+        urgency: Global___TicketLevel.ValueType = ...,
+        reason: _builtins.str | None = ...,
+        risk: Global___TicketLevel.ValueType = ...,
+        planned_start: _timestamp_pb2.Timestamp | None = ...,
+        planned_end: _timestamp_pb2.Timestamp | None = ...,
+        assignee_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id", "_description", b"_description", "_reason", b"_reason", "_title", b"_title", "assignee_id", b"assignee_id", "caller", b"caller", "description", b"description", "planned_end", b"planned_end", "planned_start", b"planned_start", "reason", b"reason", "title", b"title"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id", "_description", b"_description", "_reason", b"_reason", "_title", b"_title", "assignee_id", b"assignee_id", "caller", b"caller", "description", b"description", "impact", b"impact", "planned_end", b"planned_end", "planned_start", b"planned_start", "reason", b"reason", "risk", b"risk", "ticket_id", b"ticket_id", "title", b"title", "urgency", b"urgency"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__assignee_id: _TypeAlias = _typing.Literal["assignee_id"]  # noqa: Y015
+    _WhichOneofArgType__assignee_id: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__reason: _TypeAlias = _typing.Literal["reason"]  # noqa: Y015
+    _WhichOneofArgType__reason: _TypeAlias = _typing.Literal["_reason", b"_reason"]  # noqa: Y015
+    _WhichOneofReturnType__title: _TypeAlias = _typing.Literal["title"]  # noqa: Y015
+    _WhichOneofArgType__title: _TypeAlias = _typing.Literal["_title", b"_title"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__assignee_id) -> _WhichOneofReturnType__assignee_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reason) -> _WhichOneofReturnType__reason | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__title) -> _WhichOneofReturnType__title | None: ...
+
+Global___UpdateTicketRequest: _TypeAlias = UpdateTicketRequest  # noqa: Y015
+
+@_typing.final
+class ChangeStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    status: Global___TicketStatus.ValueType
+    note: _builtins.str
+    """optional, up to 2000 characters (e.g. the resolution)"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        ticket_id: _builtins.str = ...,
+        status: Global___TicketStatus.ValueType = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "note", b"note", "status", b"status", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangeStatusRequest: _TypeAlias = ChangeStatusRequest  # noqa: Y015
+
+@_typing.final
+class AddCommentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    body: _builtins.str
+    """1..20000 characters"""
+    internal: _builtins.bool
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        ticket_id: _builtins.str = ...,
+        body: _builtins.str = ...,
+        internal: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "caller", b"caller", "internal", b"internal", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCommentRequest: _TypeAlias = AddCommentRequest  # noqa: Y015
+
+@_typing.final
+class AddCommentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMENT_FIELD_NUMBER: _builtins.int
+    TICKET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def comment(self) -> Global___TicketComment: ...
+    @_builtins.property
+    def ticket(self) -> Global___Ticket:
+        """the ticket after the comment (its status may have changed)"""
+
+    def __init__(
+        self,
+        *,
+        comment: Global___TicketComment | None = ...,
+        ticket: Global___Ticket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "ticket", b"ticket"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCommentResponse: _TypeAlias = AddCommentResponse  # noqa: Y015

@@ -27,7 +27,15 @@ if _version_not_supported:
 
 
 class TicketServiceStub:
-    """Incidents and change requests. Owned by the tickets service; grown with its capability.
+    """Incidents and change requests, their comments and status history.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each ticket itself: its requester (holding Ticket:read) or a
+    holder of Ticket:manage (or the system, empty person_id). Anything else is NOT_FOUND, so an
+    id never reveals whether a ticket exists. The gateway's portal passes a Caller without
+    Ticket:manage, so a portal response never contains another person's ticket or an internal
+    note. Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever a ticket_id is asked for, the readable number ("INC-12") is accepted as well.
     """
 
     def __init__(self, channel):
@@ -41,14 +49,110 @@ class TicketServiceStub:
                 request_serializer=frontdesk_dot_v1_dot_tickets__pb2.PingTicketsRequest.SerializeToString,
                 response_deserializer=frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateTicket = channel.unary_unary(
+                '/frontdesk.v1.TicketService/CreateTicket',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.CreateTicketRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.GetTicket = channel.unary_unary(
+                '/frontdesk.v1.TicketService/GetTicket',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.GetTicketRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.TicketDetail.FromString,
+                _registered_method=True)
+        self.ListMyTickets = channel.unary_unary(
+                '/frontdesk.v1.TicketService/ListMyTickets',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.ListMyTicketsRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.ListTicketsResponse.FromString,
+                _registered_method=True)
+        self.ListTickets = channel.unary_unary(
+                '/frontdesk.v1.TicketService/ListTickets',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.ListTicketsRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.ListTicketsResponse.FromString,
+                _registered_method=True)
+        self.UpdateTicket = channel.unary_unary(
+                '/frontdesk.v1.TicketService/UpdateTicket',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.UpdateTicketRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.ChangeStatus = channel.unary_unary(
+                '/frontdesk.v1.TicketService/ChangeStatus',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.ChangeStatusRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.Ticket.FromString,
+                _registered_method=True)
+        self.AddComment = channel.unary_unary(
+                '/frontdesk.v1.TicketService/AddComment',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.AddCommentRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.AddCommentResponse.FromString,
+                _registered_method=True)
 
 
 class TicketServiceServicer:
-    """Incidents and change requests. Owned by the tickets service; grown with its capability.
+    """Incidents and change requests, their comments and status history.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each ticket itself: its requester (holding Ticket:read) or a
+    holder of Ticket:manage (or the system, empty person_id). Anything else is NOT_FOUND, so an
+    id never reveals whether a ticket exists. The gateway's portal passes a Caller without
+    Ticket:manage, so a portal response never contains another person's ticket or an internal
+    note. Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever a ticket_id is asked for, the readable number ("INC-12") is accepted as well.
     """
 
     def Ping(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTicket(self, request, context):
+        """Ticket:create (or Ticket:manage). Retried with the same idempotency_key by the same
+        requester, it returns the ticket the first call created (no second ticket, no event).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTicket(self, request, context):
+        """The ticket with its comments and status history; internal notes and the field-change
+        history only for Ticket:manage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyTickets(self, request, context):
+        """The caller's own tickets (requester = caller), newest first, keyset-paginated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTickets(self, request, context):
+        """The queue of all tickets of the workspace (Ticket:manage).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTicket(self, request, context):
+        """Edit fields and (un)assign (Ticket:manage). Only the fields that are set change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeStatus(self, request, context):
+        """Move along the workflow (Ticket:manage); an illegal transition is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddComment(self, request, context):
+        """A public comment (requester or Ticket:manage) or an internal note (Ticket:manage only).
+        A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
+        In progress (recorded in the status history). Closed tickets take no comments.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -61,6 +165,41 @@ def add_TicketServiceServicer_to_server(servicer, server):
                     request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.PingTicketsRequest.FromString,
                     response_serializer=frontdesk_dot_v1_dot_common__pb2.Empty.SerializeToString,
             ),
+            'CreateTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTicket,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.CreateTicketRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.Ticket.SerializeToString,
+            ),
+            'GetTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTicket,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.GetTicketRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.TicketDetail.SerializeToString,
+            ),
+            'ListMyTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyTickets,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.ListMyTicketsRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.ListTicketsResponse.SerializeToString,
+            ),
+            'ListTickets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTickets,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.ListTicketsRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.ListTicketsResponse.SerializeToString,
+            ),
+            'UpdateTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTicket,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.UpdateTicketRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.Ticket.SerializeToString,
+            ),
+            'ChangeStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeStatus,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.ChangeStatusRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.Ticket.SerializeToString,
+            ),
+            'AddComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddComment,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.AddCommentRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.AddCommentResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'frontdesk.v1.TicketService', rpc_method_handlers)
@@ -70,7 +209,15 @@ def add_TicketServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TicketService:
-    """Incidents and change requests. Owned by the tickets service; grown with its capability.
+    """Incidents and change requests, their comments and status history.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each ticket itself: its requester (holding Ticket:read) or a
+    holder of Ticket:manage (or the system, empty person_id). Anything else is NOT_FOUND, so an
+    id never reveals whether a ticket exists. The gateway's portal passes a Caller without
+    Ticket:manage, so a portal response never contains another person's ticket or an internal
+    note. Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever a ticket_id is asked for, the readable number ("INC-12") is accepted as well.
     """
 
     @staticmethod
@@ -90,6 +237,195 @@ class TicketService:
             '/frontdesk.v1.TicketService/Ping',
             frontdesk_dot_v1_dot_tickets__pb2.PingTicketsRequest.SerializeToString,
             frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/CreateTicket',
+            frontdesk_dot_v1_dot_tickets__pb2.CreateTicketRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/GetTicket',
+            frontdesk_dot_v1_dot_tickets__pb2.GetTicketRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.TicketDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/ListMyTickets',
+            frontdesk_dot_v1_dot_tickets__pb2.ListMyTicketsRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.ListTicketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTickets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/ListTickets',
+            frontdesk_dot_v1_dot_tickets__pb2.ListTicketsRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.ListTicketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/UpdateTicket',
+            frontdesk_dot_v1_dot_tickets__pb2.UpdateTicketRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/ChangeStatus',
+            frontdesk_dot_v1_dot_tickets__pb2.ChangeStatusRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.Ticket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/AddComment',
+            frontdesk_dot_v1_dot_tickets__pb2.AddCommentRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.AddCommentResponse.FromString,
             options,
             channel_credentials,
             insecure,

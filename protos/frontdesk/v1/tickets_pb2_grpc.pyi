@@ -28,23 +28,92 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class TicketServiceStub:
-    """Incidents and change requests. Owned by the tickets service; grown with its capability."""
+    """Incidents and change requests, their comments and status history.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each ticket itself: its requester (holding Ticket:read) or a
+    holder of Ticket:manage (or the system, empty person_id). Anything else is NOT_FOUND, so an
+    id never reveals whether a ticket exists. The gateway's portal passes a Caller without
+    Ticket:manage, so a portal response never contains another person's ticket or an internal
+    note. Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever a ticket_id is asked for, the readable number ("INC-12") is accepted as well.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TicketServiceAsyncStub: ...
     Ping: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.PingTicketsRequest, _common_pb2.Empty]
+    CreateTicket: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.CreateTicketRequest, _tickets_pb2.Ticket]
+    """Ticket:create (or Ticket:manage). Retried with the same idempotency_key by the same
+    requester, it returns the ticket the first call created (no second ticket, no event).
+    """
+    GetTicket: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.GetTicketRequest, _tickets_pb2.TicketDetail]
+    """The ticket with its comments and status history; internal notes and the field-change
+    history only for Ticket:manage.
+    """
+    ListMyTickets: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.ListMyTicketsRequest, _tickets_pb2.ListTicketsResponse]
+    """The caller's own tickets (requester = caller), newest first, keyset-paginated."""
+    ListTickets: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.ListTicketsRequest, _tickets_pb2.ListTicketsResponse]
+    """The queue of all tickets of the workspace (Ticket:manage)."""
+    UpdateTicket: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.UpdateTicketRequest, _tickets_pb2.Ticket]
+    """Edit fields and (un)assign (Ticket:manage). Only the fields that are set change."""
+    ChangeStatus: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.ChangeStatusRequest, _tickets_pb2.Ticket]
+    """Move along the workflow (Ticket:manage); an illegal transition is FAILED_PRECONDITION."""
+    AddComment: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.AddCommentRequest, _tickets_pb2.AddCommentResponse]
+    """A public comment (requester or Ticket:manage) or an internal note (Ticket:manage only).
+    A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
+    In progress (recorded in the status history). Closed tickets take no comments.
+    """
 
 @_typing.type_check_only
 class TicketServiceAsyncStub(TicketServiceStub):
-    """Incidents and change requests. Owned by the tickets service; grown with its capability."""
+    """Incidents and change requests, their comments and status history.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each ticket itself: its requester (holding Ticket:read) or a
+    holder of Ticket:manage (or the system, empty person_id). Anything else is NOT_FOUND, so an
+    id never reveals whether a ticket exists. The gateway's portal passes a Caller without
+    Ticket:manage, so a portal response never contains another person's ticket or an internal
+    note. Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever a ticket_id is asked for, the readable number ("INC-12") is accepted as well.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Ping: _aio.UnaryUnaryMultiCallable[_tickets_pb2.PingTicketsRequest, _common_pb2.Empty]  # type: ignore[assignment]
+    CreateTicket: _aio.UnaryUnaryMultiCallable[_tickets_pb2.CreateTicketRequest, _tickets_pb2.Ticket]  # type: ignore[assignment]
+    """Ticket:create (or Ticket:manage). Retried with the same idempotency_key by the same
+    requester, it returns the ticket the first call created (no second ticket, no event).
+    """
+    GetTicket: _aio.UnaryUnaryMultiCallable[_tickets_pb2.GetTicketRequest, _tickets_pb2.TicketDetail]  # type: ignore[assignment]
+    """The ticket with its comments and status history; internal notes and the field-change
+    history only for Ticket:manage.
+    """
+    ListMyTickets: _aio.UnaryUnaryMultiCallable[_tickets_pb2.ListMyTicketsRequest, _tickets_pb2.ListTicketsResponse]  # type: ignore[assignment]
+    """The caller's own tickets (requester = caller), newest first, keyset-paginated."""
+    ListTickets: _aio.UnaryUnaryMultiCallable[_tickets_pb2.ListTicketsRequest, _tickets_pb2.ListTicketsResponse]  # type: ignore[assignment]
+    """The queue of all tickets of the workspace (Ticket:manage)."""
+    UpdateTicket: _aio.UnaryUnaryMultiCallable[_tickets_pb2.UpdateTicketRequest, _tickets_pb2.Ticket]  # type: ignore[assignment]
+    """Edit fields and (un)assign (Ticket:manage). Only the fields that are set change."""
+    ChangeStatus: _aio.UnaryUnaryMultiCallable[_tickets_pb2.ChangeStatusRequest, _tickets_pb2.Ticket]  # type: ignore[assignment]
+    """Move along the workflow (Ticket:manage); an illegal transition is FAILED_PRECONDITION."""
+    AddComment: _aio.UnaryUnaryMultiCallable[_tickets_pb2.AddCommentRequest, _tickets_pb2.AddCommentResponse]  # type: ignore[assignment]
+    """A public comment (requester or Ticket:manage) or an internal note (Ticket:manage only).
+    A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
+    In progress (recorded in the status history). Closed tickets take no comments.
+    """
 
 class TicketServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Incidents and change requests. Owned by the tickets service; grown with its capability."""
+    """Incidents and change requests, their comments and status history.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each ticket itself: its requester (holding Ticket:read) or a
+    holder of Ticket:manage (or the system, empty person_id). Anything else is NOT_FOUND, so an
+    id never reveals whether a ticket exists. The gateway's portal passes a Caller without
+    Ticket:manage, so a portal response never contains another person's ticket or an internal
+    note. Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever a ticket_id is asked for, the readable number ("INC-12") is accepted as well.
+    """
 
     @_abc_1.abstractmethod
     def Ping(
@@ -52,5 +121,68 @@ class TicketServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _tickets_pb2.PingTicketsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Empty, _abc.Awaitable[_common_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTicket(
+        self,
+        request: _tickets_pb2.CreateTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.Ticket, _abc.Awaitable[_tickets_pb2.Ticket]]:
+        """Ticket:create (or Ticket:manage). Retried with the same idempotency_key by the same
+        requester, it returns the ticket the first call created (no second ticket, no event).
+        """
+
+    @_abc_1.abstractmethod
+    def GetTicket(
+        self,
+        request: _tickets_pb2.GetTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.TicketDetail, _abc.Awaitable[_tickets_pb2.TicketDetail]]:
+        """The ticket with its comments and status history; internal notes and the field-change
+        history only for Ticket:manage.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMyTickets(
+        self,
+        request: _tickets_pb2.ListMyTicketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.ListTicketsResponse, _abc.Awaitable[_tickets_pb2.ListTicketsResponse]]:
+        """The caller's own tickets (requester = caller), newest first, keyset-paginated."""
+
+    @_abc_1.abstractmethod
+    def ListTickets(
+        self,
+        request: _tickets_pb2.ListTicketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.ListTicketsResponse, _abc.Awaitable[_tickets_pb2.ListTicketsResponse]]:
+        """The queue of all tickets of the workspace (Ticket:manage)."""
+
+    @_abc_1.abstractmethod
+    def UpdateTicket(
+        self,
+        request: _tickets_pb2.UpdateTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.Ticket, _abc.Awaitable[_tickets_pb2.Ticket]]:
+        """Edit fields and (un)assign (Ticket:manage). Only the fields that are set change."""
+
+    @_abc_1.abstractmethod
+    def ChangeStatus(
+        self,
+        request: _tickets_pb2.ChangeStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.Ticket, _abc.Awaitable[_tickets_pb2.Ticket]]:
+        """Move along the workflow (Ticket:manage); an illegal transition is FAILED_PRECONDITION."""
+
+    @_abc_1.abstractmethod
+    def AddComment(
+        self,
+        request: _tickets_pb2.AddCommentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.AddCommentResponse, _abc.Awaitable[_tickets_pb2.AddCommentResponse]]:
+        """A public comment (requester or Ticket:manage) or an internal note (Ticket:manage only).
+        A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
+        In progress (recorded in the status history). Closed tickets take no comments.
+        """
 
 def add_TicketServiceServicer_to_server(servicer: TicketServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
