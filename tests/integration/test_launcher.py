@@ -1,0 +1,137 @@
+"""The local launcher (`./dev up`): brings the suite up, is ready, stops cleanly, keeps data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from deploy.embedded import free_port, port_in_use
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _launch(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
+    env.update(
+        FRONTDESK_DATA_DIR=str(data_dir),
+        FRONTDESK_PORT_BASE=str(ports["base"]),
+        FRONTDESK_GATEWAY_PORT=str(ports["gateway"]),
+        FRONTDESK_PG_PORT=str(ports["pg"]),
+        FRONTDESK_NATS_PORT=str(ports["nats"]),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy.launcher", "up"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 120) -> str:
+    assert proc.stdout is not None
+    out: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        out.append(line)
+        if marker in line:
+            return "".join(out)
+    raise AssertionError(f"launcher never printed {marker!r}:\n{''.join(out)}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        rest, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        rest, _ = proc.communicate()
+    return rest or ""
+
+
+def _children_alive(data_dir: Path) -> list[str]:
+    """Processes still running that belong to this launch (by data folder or module names)."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if str(data_dir) in line]
+
+
+def _free_base() -> int:
+    # Four consecutive service ports and their metrics ports must be free.
+    while True:
+        base = free_port()
+        if base < 60000 and not any(port_in_use(base + d) for d in (1, 2, 3, 4, 101, 102, 103, 104)):
+            return base
+
+
+async def _readyz(port: int) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+        return resp.status, await resp.json()
+
+
+@pytest.mark.timeout(400)
+async def test_launcher_runs_the_suite_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = {"base": _free_base(), "gateway": free_port(), "pg": free_port(), "nats": free_port()}
+    proc = _launch(data_dir, ports)
+    try:
+        banner = await asyncio.to_thread(_read_until, proc, "Press Ctrl-C")
+        assert f"http://acme.localhost:{ports['gateway']}/" in banner
+        for component in ("postgresql", "nats", "directory", "auth", "tickets", "compliance", "gateway"):
+            assert re.search(rf"^\s+{component}\s", banner, re.M), banner
+        password = re.search(r"Password:\s+(\S+)", banner)
+        assert password is not None
+        status, body = await _readyz(ports["gateway"])
+        assert status == 200
+        assert body["backends"] == {n: "serving" for n in ("directory", "auth", "tickets", "compliance")}
+    finally:
+        tail = await asyncio.to_thread(_stop, proc)
+    assert proc.returncode == 0, tail
+    assert "postgresql  stopped" in tail
+    assert _children_alive(data_dir) == []
+    for port in (ports["gateway"], ports["pg"], ports["nats"], ports["base"] + 1):
+        assert not port_in_use(port)
+
+    # A second run keeps the workspace and the admin's password.
+    proc = _launch(data_dir, ports)
+    try:
+        banner = await asyncio.to_thread(_read_until, proc, "Press Ctrl-C")
+        assert "existing data kept" in banner
+        assert f"Password:    {password.group(1)}" in banner
+    finally:
+        await asyncio.to_thread(_stop, proc)
+    assert _children_alive(data_dir) == []
+
+
+async def test_a_port_in_use_is_named_not_a_hang(tmp_path: Path) -> None:
+    ports = {"base": _free_base(), "gateway": free_port(), "pg": free_port(), "nats": free_port()}
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", ports["gateway"])
+    proc = _launch(tmp_path / "data", ports)
+    try:
+        out = await asyncio.to_thread(_stop_when_exits, proc)
+    finally:
+        blocker.close()
+        _stop(proc)
+    assert f"port {ports['gateway']} for gateway is already in use" in out
+    assert proc.returncode == 1
+    assert _children_alive(tmp_path / "data") == []
+
+
+def _stop_when_exits(proc: subprocess.Popen[str]) -> str:
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        raise AssertionError("launcher hung on a port in use") from None
+    return out
