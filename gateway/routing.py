@@ -277,7 +277,7 @@ async def _resolve_identity(ctx: Ctx) -> None:
     auth_header = request.headers.get("Authorization", "")
     if auth_header.startswith("Bearer ") and request.path.startswith("/management/api/"):
         token = auth_header[7:].strip()
-        key = (ws, "api:" + token_hash(token))
+        key = (ws, token_hash(token))
 
         async def load_api() -> auth_pb2.SessionInfo:
             req = auth_pb2.ResolveApiTokenRequest(workspace_id=ws, token=token)
