@@ -9,13 +9,15 @@ import grpc
 from frontdesk.v1 import tickets_pb2, tickets_pb2_grpc
 
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
+from services.tickets.service import TicketService
+from services.tickets.servicer import TicketServicer
 from services.tickets.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def wire(resources: Resources) -> Wiring:
-    servicer = tickets_pb2_grpc.TicketServiceServicer()
+    servicer = TicketServicer(TicketService(resources.pool))
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         tickets_pb2_grpc.add_TicketServiceServicer_to_server(servicer, server)

@@ -1,0 +1,420 @@
+"""Ticket use cases: each state change and its outbox event commit in one transaction."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.chassis import outbox
+from services.tickets import events, store
+from services.tickets.domain import (
+    REOPENED_BY_REQUESTER,
+    Actor,
+    Comment,
+    Edit,
+    Filters,
+    IllegalTransition,
+    InvalidTicket,
+    NewTicket,
+    NotAllowed,
+    Sort,
+    Status,
+    Ticket,
+    TicketDetail,
+    TicketNotFound,
+    TicketType,
+    apply_edit,
+    check_transition,
+    clean_query,
+    page_size,
+    parse_number,
+    parse_uuid,
+    validate_new,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_COMMENT = 20_000
+MAX_NOTE = 2_000
+
+
+class TicketService:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # -- create -------------------------------------------------------------------------
+
+    async def create(self, actor: Actor, new: NewTicket) -> Ticket:
+        """Create a ticket with the next number of its type (writes an outbox row).
+
+        A retry with the same idempotency key by the same requester returns the first ticket.
+        """
+        if not actor.creates:
+            raise NotAllowed("Ticket:create is needed to submit a ticket")
+        valid = validate_new(actor, new)
+        ws = actor.workspace_id
+        async with self._pool.acquire() as conn:
+            if valid.idempotency_key:
+                existing = await store.find_by_idempotency_key(
+                    conn, ws, valid.requester_id, valid.idempotency_key
+                )
+                if existing is not None:
+                    return existing
+            try:
+                async with conn.transaction():
+                    seq = await store.next_seq(conn, ws, valid.type)
+                    draft = Ticket(
+                        id=uuid.uuid4(),
+                        workspace_id=ws,
+                        type=valid.type,
+                        seq=seq,
+                        title=valid.title,
+                        description=valid.description,
+                        status=Status.NEW,
+                        requester_id=valid.requester_id,
+                        assignee_id=None,
+                        impact=valid.impact,
+                        urgency=valid.urgency,
+                        priority=valid.priority,
+                        reason=valid.reason,
+                        risk=valid.risk,
+                        planned_start=valid.planned_start,
+                        planned_end=valid.planned_end,
+                        created_at=datetime.min,
+                        updated_at=datetime.min,
+                        idempotency_key=valid.idempotency_key,
+                    )
+                    ticket = await store.insert_ticket(conn, draft)
+                    await store.add_history(
+                        conn,
+                        ws,
+                        ticket.id,
+                        kind="status",
+                        field="status",
+                        old_value="",
+                        new_value=Status.NEW.value,
+                        actor_id=actor.person_id,
+                    )
+                    await outbox.add(conn, events.created(ticket, actor))
+            except asyncpg.UniqueViolationError as exc:
+                # A concurrent retry with the same key won the race: answer with its ticket.
+                if exc.constraint_name != "tickets_idempotency" or not valid.idempotency_key:
+                    raise
+                existing = await store.find_by_idempotency_key(
+                    conn, ws, valid.requester_id, valid.idempotency_key
+                )
+                if existing is None:
+                    raise
+                return existing
+        log.info("ticket %s created as %s", ticket.id, ticket.number)
+        return ticket
+
+    # -- read ---------------------------------------------------------------------------
+
+    async def _load(
+        self, conn: asyncpg.Connection, actor: Actor, ref: str, *, for_update: bool = False
+    ) -> Ticket:
+        """The ticket `ref` (id or number) when the actor may see it, else TicketNotFound."""
+        ticket: Ticket | None = None
+        ticket_id = parse_uuid(ref)
+        if ticket_id is not None:
+            ticket = await store.get_ticket(
+                conn, actor.workspace_id, ticket_id, for_update=for_update
+            )
+        else:
+            number = parse_number(ref)
+            if number is not None:
+                ticket = await store.get_ticket_by_number(
+                    conn, actor.workspace_id, number[0], number[1], for_update=for_update
+                )
+        if ticket is None or not actor.can_see(ticket):
+            raise TicketNotFound()
+        return ticket
+
+    async def get(self, actor: Actor, ref: str) -> TicketDetail:
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            ticket = await self._load(conn, actor, ref)
+            comments = await store.list_comments(
+                conn, actor.workspace_id, ticket.id, include_internal=actor.manages
+            )
+            kinds = ["status", "field"] if actor.manages else ["status"]
+            history = await store.list_history(conn, actor.workspace_id, ticket.id, kinds=kinds)
+        ticket.comment_count = len(comments)
+        return TicketDetail(
+            ticket=ticket,
+            comments=comments,
+            status_history=[h for h in history if h.kind == "status"],
+            field_history=[h for h in history if h.kind == "field"],
+        )
+
+    async def list_mine(
+        self,
+        actor: Actor,
+        *,
+        statuses: tuple[Status, ...],
+        type_: TicketType | None,
+        query: str,
+        page_size_: int,
+        page_token: str,
+    ) -> tuple[list[Ticket], str]:
+        """The actor's own tickets, newest first; returns (page, next_page_token)."""
+        if not actor.reads_own:
+            raise NotAllowed("Ticket:read is needed to list your tickets")
+        assert actor.person_id is not None
+        return await self._list(
+            actor,
+            statuses=statuses,
+            type_=type_,
+            priorities=(),
+            assignee="",
+            requester=str(actor.person_id),
+            query=query,
+            sort=Sort.CREATED_DESC,
+            page_size_=page_size_,
+            page_token=page_token,
+        )
+
+    async def list_queue(
+        self,
+        actor: Actor,
+        *,
+        statuses: tuple[Status, ...],
+        type_: TicketType | None,
+        priorities: tuple[int, ...],
+        assignee: str,
+        requester: str,
+        query: str,
+        sort: Sort,
+        page_size_: int,
+        page_token: str,
+    ) -> tuple[list[Ticket], str]:
+        if not actor.manages:
+            raise NotAllowed("Ticket:manage is needed to see the ticket queue")
+        return await self._list(
+            actor,
+            statuses=statuses,
+            type_=type_,
+            priorities=priorities,
+            assignee=assignee,
+            requester=requester,
+            query=query,
+            sort=sort,
+            page_size_=page_size_,
+            page_token=page_token,
+        )
+
+    async def _list(
+        self,
+        actor: Actor,
+        *,
+        statuses: tuple[Status, ...],
+        type_: TicketType | None,
+        priorities: tuple[int, ...],
+        assignee: str,
+        requester: str,
+        query: str,
+        sort: Sort,
+        page_size_: int,
+        page_token: str,
+    ) -> tuple[list[Ticket], str]:
+        problems: list[str] = []
+        text = clean_query(problems, query)
+        size = page_size(problems, page_size_)
+        assignee_id: uuid.UUID | None = None
+        unassigned = assignee.strip().lower() == "none"
+        if assignee and not unassigned:
+            assignee_id = parse_uuid(assignee)
+            if assignee_id is None:
+                problems.append('assignee_id: must be a person id or "none"')
+        requester_id: uuid.UUID | None = None
+        if requester:
+            requester_id = parse_uuid(requester)
+            if requester_id is None:
+                problems.append("requester_id: must be a person id")
+        after = None
+        if page_token:
+            after = decode_token(page_token, sort)
+            if after is None:
+                problems.append("page_token: not a token of this listing")
+        if any(p < 1 or p > 5 for p in priorities):
+            problems.append("priorities: must be between 1 and 5")
+        if problems:
+            raise InvalidTicket(problems)
+        filters = Filters(
+            statuses=statuses,
+            type=type_,
+            priorities=priorities,
+            assignee_id=assignee_id,
+            unassigned=unassigned,
+            requester_id=requester_id,
+            query=text,
+            number=parse_number(text) if text else None,
+            sort=sort,
+            page_size=size,
+            after=after,
+        )
+        async with self._pool.acquire() as conn:
+            tickets, last = await store.list_tickets(conn, actor.workspace_id, filters)
+        return tickets, encode_token(sort, last) if last is not None else ""
+
+    # -- change -------------------------------------------------------------------------
+
+    async def update(self, actor: Actor, ref: str, edit: Edit) -> Ticket:
+        """Edit fields and the assignee (writes ticket_updated and/or ticket_assigned)."""
+        if not actor.manages:
+            raise NotAllowed("Ticket:manage is needed to edit a ticket")
+        async with self._pool.acquire() as conn, conn.transaction():
+            ticket = await self._load(conn, actor, ref, for_update=True)
+            changes, previous_assignee = apply_edit(ticket, edit)
+            if not changes:
+                return ticket
+            ticket = await store.update_ticket(conn, ticket)
+            for name, old, new in changes:
+                await store.add_history(
+                    conn,
+                    actor.workspace_id,
+                    ticket.id,
+                    kind="field",
+                    field=name,
+                    old_value=old,
+                    new_value=new,
+                    actor_id=actor.person_id,
+                )
+            fields = [name for name, _, _ in changes if name != "assignee"]
+            if fields:
+                await outbox.add(conn, events.updated(ticket, actor, fields))
+            if ticket.assignee_id != previous_assignee:
+                await outbox.add(conn, events.assigned(ticket, actor, previous_assignee))
+        return ticket
+
+    async def change_status(self, actor: Actor, ref: str, target: Status, note: str) -> Ticket:
+        """Move the ticket along the workflow (writes ticket_status_changed)."""
+        problems: list[str] = []
+        note = note.strip()
+        if len(note) > MAX_NOTE:
+            problems.append(f"note: at most {MAX_NOTE} characters")
+        if not actor.manages:
+            raise NotAllowed("Ticket:manage is needed to change a ticket's status")
+        if problems:
+            raise InvalidTicket(problems)
+        async with self._pool.acquire() as conn, conn.transaction():
+            ticket = await self._load(conn, actor, ref, for_update=True)
+            check_transition(ticket.status, target)
+            ticket = await self._move(conn, actor, ticket, target, note=note, by_comment=False)
+        return ticket
+
+    async def _move(
+        self,
+        conn: asyncpg.Connection,
+        actor: Actor,
+        ticket: Ticket,
+        target: Status,
+        *,
+        note: str,
+        by_comment: bool,
+    ) -> Ticket:
+        previous = ticket.status
+        moved = await store.set_status(conn, actor.workspace_id, ticket.id, target)
+        await store.add_history(
+            conn,
+            actor.workspace_id,
+            ticket.id,
+            kind="status",
+            field="status",
+            old_value=previous.value,
+            new_value=target.value,
+            actor_id=actor.person_id,
+            note=note,
+            by_requester_comment=by_comment,
+        )
+        await outbox.add(conn, events.status_changed(moved, actor, previous, by_comment))
+        return moved
+
+    async def add_comment(
+        self, actor: Actor, ref: str, body: str, internal: bool
+    ) -> tuple[Comment, Ticket]:
+        """Add a comment or internal note (writes ticket_commented, and ticket_status_changed
+        when the requester's comment reopens the ticket)."""
+        problems: list[str] = []
+        text = body.strip()
+        if not text:
+            problems.append("body: required")
+        elif len(text) > MAX_COMMENT:
+            problems.append(f"body: at most {MAX_COMMENT} characters")
+        elif "\x00" in text:
+            problems.append("body: must not contain NUL characters")
+        async with self._pool.acquire() as conn, conn.transaction():
+            ticket = await self._load(conn, actor, ref, for_update=True)
+            if internal and not actor.manages:
+                raise NotAllowed("Ticket:manage is needed to write an internal note")
+            if problems:
+                raise InvalidTicket(problems)
+            if ticket.status is Status.CLOSED:
+                raise IllegalTransition("ticket: closed tickets take no more comments")
+            comment = await store.insert_comment(
+                conn,
+                actor.workspace_id,
+                Comment(
+                    id=uuid.uuid4(),
+                    ticket_id=ticket.id,
+                    author_id=actor.person_id,
+                    body=text,
+                    internal=internal,
+                    created_at=datetime.min,
+                ),
+            )
+            await outbox.add(conn, events.commented(ticket, actor, comment))
+            if (
+                not internal
+                and actor.is_requester(ticket)
+                and ticket.status in REOPENED_BY_REQUESTER
+            ):
+                ticket = await self._move(
+                    conn, actor, ticket, Status.IN_PROGRESS, note="", by_comment=True
+                )
+            else:
+                await store.touch(conn, actor.workspace_id, ticket.id)
+        return comment, ticket
+
+
+# -- page tokens ----------------------------------------------------------------------------
+
+
+def encode_token(sort: Sort, last: tuple[Any, ...]) -> str:
+    values = [v.isoformat() if isinstance(v, datetime) else str(v) for v in last]
+    raw = json.dumps({"s": sort.value, "k": values}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, sort: Sort) -> tuple[Any, ...] | None:
+    """The keyset position a token holds, or None when it is not a token of `sort`."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("s") != sort.value:
+            return None
+        keys, _ = store.SORT_KEYS[sort]
+        values = data["k"]
+        if not isinstance(values, list) or len(values) != len(keys):
+            return None
+        out: list[Any] = []
+        for key, value in zip(keys, values, strict=True):
+            if key == "id":
+                out.append(uuid.UUID(value))
+            elif key == "priority":
+                out.append(int(value))
+            else:
+                parsed = datetime.fromisoformat(value)
+                if parsed.tzinfo is None:
+                    return None
+                out.append(parsed)
+        return tuple(out)
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        return None
