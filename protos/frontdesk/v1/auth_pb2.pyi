@@ -63,6 +63,7 @@ class LoginResponse(_message.Message):
     PENDING_TOKEN_FIELD_NUMBER: _builtins.int
     PERSON_ID_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    NEXT_FIELD_NUMBER: _builtins.int
     status: _builtins.str
     """"ok": session_token is set; "second_factor": pending_token is set, ask for a code;
     "enroll_two_factor": the workspace requires 2FA and the person has none (session is set,
@@ -71,6 +72,8 @@ class LoginResponse(_message.Message):
     session_token: _builtins.str
     pending_token: _builtins.str
     person_id: _builtins.str
+    next: _builtins.str
+    """FinishSso: the `next` given to StartSso, for the gateway's redirect after sign-in."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -81,10 +84,11 @@ class LoginResponse(_message.Message):
         pending_token: _builtins.str = ...,
         person_id: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        next: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "pending_token", b"pending_token", "person_id", b"person_id", "session_token", b"session_token", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "next", b"next", "pending_token", b"pending_token", "person_id", b"person_id", "session_token", b"session_token", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -525,7 +529,12 @@ class ConfirmTotpEnrollmentRequest(_message.Message):
 
     CALLER_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
+    KEEP_SESSION_TOKEN_FIELD_NUMBER: _builtins.int
     code: _builtins.str
+    keep_session_token: _builtins.str
+    """The session that enrolled stays signed in (and loses its enroll-only restriction);
+    the person's other sessions end.
+    """
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
     def __init__(
@@ -533,10 +542,11 @@ class ConfirmTotpEnrollmentRequest(_message.Message):
         *,
         caller: _common_pb2.Caller | None = ...,
         code: _builtins.str = ...,
+        keep_session_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "code", b"code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "code", b"code", "keep_session_token", b"keep_session_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -571,8 +581,11 @@ class DisableTotpRequest(_message.Message):
     CALLER_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
+    KEEP_SESSION_TOKEN_FIELD_NUMBER: _builtins.int
     password: _builtins.str
     code: _builtins.str
+    keep_session_token: _builtins.str
+    """stays signed in; other sessions end"""
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
     def __init__(
@@ -581,10 +594,11 @@ class DisableTotpRequest(_message.Message):
         caller: _common_pb2.Caller | None = ...,
         password: _builtins.str = ...,
         code: _builtins.str = ...,
+        keep_session_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "code", b"code", "password", b"password"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "code", b"code", "keep_session_token", b"keep_session_token", "password", b"password"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,154 @@
+"""The directory service as auth sees it: persons, portal settings, portal-login records.
+
+Protobuf stays here; the use cases get domain Persons. Calls are made as the system
+(a Caller with the workspace and no person).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
+
+from services.auth.domain import (
+    AlreadyExists,
+    AuthError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Person,
+    Unavailable,
+)
+from services.chassis.grpcio import call, channel
+
+
+@dataclass(frozen=True)
+class PortalRules:
+    require_two_factor: bool
+    self_registration: str
+
+
+def _person(p: directory_pb2.Person) -> Person:
+    return Person(
+        id=p.id,
+        workspace_id=p.workspace_id,
+        email=p.email,
+        name=p.name,
+        active=p.active,
+        portal_access=p.portal_access,
+    )
+
+
+def _system(ws: str) -> common_pb2.Caller:
+    return common_pb2.Caller(workspace_id=ws)
+
+
+def _translate(exc: grpc.aio.AioRpcError) -> AuthError:
+    """A directory error as the auth service's own (the message is the directory's)."""
+    code = exc.code()
+    message = exc.details() or "directory error"
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(message)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return AlreadyExists(message)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(message)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(message)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        field, _, problem = message.partition(": ")
+        return InvalidArgument(field, problem) if problem else InvalidArgument("request", message)
+    return Unavailable(f"directory unavailable: {code.name if code else 'unknown'}")
+
+
+class Directory:
+    """A gRPC client of DirectoryService with one long-lived channel."""
+
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        self._address = address
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: directory_pb2_grpc.DirectoryServiceStub | None = None
+        self._timeout = timeout
+
+    def _client(self) -> directory_pb2_grpc.DirectoryServiceStub:
+        if not self._address:
+            raise Unavailable("the directory address (FRONTDESK_DIRECTORY_ADDR) is not set")
+        if self._stub is None:
+            self._channel = channel(self._address)
+            self._stub = directory_pb2_grpc.DirectoryServiceStub(self._channel)
+        return self._stub
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def find_by_email(self, ws: str, email: str) -> Person | None:
+        req = directory_pb2.FindPersonByEmailRequest(caller=_system(ws), email=email)
+        try:
+            p = await call(self._client().FindPersonByEmail, req, timeout=self._timeout, safe=True)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise _translate(exc) from None
+        return _person(p)
+
+    async def get_person(self, ws: str, person_id: str) -> Person | None:
+        req = directory_pb2.GetPersonRequest(caller=_system(ws), person_id=person_id)
+        try:
+            p = await call(self._client().GetPerson, req, timeout=self._timeout, safe=True)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise _translate(exc) from None
+        return _person(p)
+
+    async def portal_rules(self, ws: str) -> PortalRules:
+        req = directory_pb2.GetPortalSettingsRequest(caller=_system(ws))
+        try:
+            s = await call(self._client().GetPortalSettings, req, timeout=self._timeout, safe=True)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from None
+        return PortalRules(
+            require_two_factor=s.require_two_factor, self_registration=s.self_registration
+        )
+
+    async def record_portal_login(self, ws: str, person_id: str) -> None:
+        req = directory_pb2.RecordPortalLoginRequest(caller=_system(ws), person_id=person_id)
+        try:
+            await call(self._client().RecordPortalLogin, req, timeout=self._timeout, safe=True)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from None
+
+    async def register_person(self, ws: str, email: str, name: str) -> Person:
+        """Self-registration: the directory checks the workspace's mode and applies defaults."""
+        req = directory_pb2.RegisterPersonRequest(workspace_id=ws, email=email, name=name)
+        try:
+            p = await call(self._client().RegisterPerson, req, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from None
+        return _person(p)
+
+    async def create_sso_person(self, ws: str, email: str, name: str) -> Person:
+        """A person first seen through SSO: portal-access defaults apply (portal_access unset)
+        and they join the built-in Portal Users group, as self-registered persons do."""
+        client = self._client()
+        try:
+            groups = await call(
+                client.ListGroups,
+                directory_pb2.ListGroupsRequest(caller=_system(ws)),
+                timeout=self._timeout,
+                safe=True,
+            )
+            group_ids = [g.id for g in groups.groups if g.builtin and g.name == "Portal Users"]
+            p = await call(
+                client.CreatePerson,
+                directory_pb2.CreatePersonRequest(
+                    caller=_system(ws), email=email, name=name or email, group_ids=group_ids
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from None
+        return _person(p)
