@@ -1,4 +1,4 @@
-"""Wiring of the compliance service: servicer, consumers and background jobs on the chassis."""
+"""Wiring of the compliance service: servicer, the periodic sweep, on the chassis."""
 
 from __future__ import annotations
 
@@ -9,19 +9,25 @@ import grpc
 from frontdesk.v1 import compliance_pb2, compliance_pb2_grpc
 
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
+from services.compliance.domain import today
+from services.compliance.service import ComplianceService, Sweeper
+from services.compliance.servicer import ComplianceServicer
 from services.compliance.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def wire(resources: Resources) -> Wiring:
-    servicer = compliance_pb2_grpc.ComplianceServiceServicer()
+    service = ComplianceService(resources.pool, clock=today)
+    servicer = ComplianceServicer(service, today)
+    settings = resources.settings
+    interval = settings.sweep_interval if isinstance(settings, Settings) else 60.0
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         compliance_pb2_grpc.add_ComplianceServiceServicer_to_server(servicer, server)
         return [compliance_pb2.DESCRIPTOR.services_by_name["ComplianceService"].full_name]
 
-    return Wiring(register=register)
+    return Wiring(register=register, background=[Sweeper(service, interval)])
 
 
 async def create_server(settings: Settings) -> RunningService:

@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.chassis.settings import ServiceSettings
+from services.chassis.settings import ServiceSettings, env_float
 
 
 @dataclass(frozen=True)
 class Settings(ServiceSettings):
+    # Seconds between sweeps (overdue transitions, tests of periods that have started).
+    sweep_interval: float = 60.0
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
+        import os
+
+        env = os.environ if env is None else env
         base = ServiceSettings.from_env("compliance", env)
-        return cls(**vars(base))
+        return cls(
+            **vars(base),
+            sweep_interval=env_float(env, "FRONTDESK_COMPLIANCE_SWEEP_INTERVAL", 60.0),
+        )

@@ -18,43 +18,351 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ComplianceEvent(_message.Message):
-    """Owned by the compliance service; filled in with its capability."""
+    """Events of the compliance service, on fd.compliance.<workspace_id>.<event_name> where
+    <event_name> is the field set in `kind`. Enum-like values are lower_snake strings
+    ("scheduled", "fail", "open", "medium"), dates "YYYY-MM-DD".
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTROL_TEST_ASSIGNED_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_SCHEDULED_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_COMPLETED_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_OVERDUE_FIELD_NUMBER: _builtins.int
+    ISSUE_CREATED_FIELD_NUMBER: _builtins.int
+    ISSUE_ASSIGNED_FIELD_NUMBER: _builtins.int
+    ISSUE_STATUS_CHANGED_FIELD_NUMBER: _builtins.int
+    ISSUE_COMMENTED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def control_test_assigned(self) -> Global___ComplianceRef: ...
+    def control_test_assigned(self) -> Global___ControlTestAssigned: ...
+    @_builtins.property
+    def control_test_scheduled(self) -> Global___ControlTestScheduled: ...
+    @_builtins.property
+    def control_test_completed(self) -> Global___ControlTestCompleted: ...
+    @_builtins.property
+    def control_test_overdue(self) -> Global___ControlTestOverdue: ...
+    @_builtins.property
+    def issue_created(self) -> Global___IssueCreated: ...
+    @_builtins.property
+    def issue_assigned(self) -> Global___IssueAssigned: ...
+    @_builtins.property
+    def issue_status_changed(self) -> Global___IssueStatusChanged: ...
+    @_builtins.property
+    def issue_commented(self) -> Global___IssueCommented: ...
     def __init__(
         self,
         *,
-        control_test_assigned: Global___ComplianceRef | None = ...,
+        control_test_assigned: Global___ControlTestAssigned | None = ...,
+        control_test_scheduled: Global___ControlTestScheduled | None = ...,
+        control_test_completed: Global___ControlTestCompleted | None = ...,
+        control_test_overdue: Global___ControlTestOverdue | None = ...,
+        issue_created: Global___IssueCreated | None = ...,
+        issue_assigned: Global___IssueAssigned | None = ...,
+        issue_status_changed: Global___IssueStatusChanged | None = ...,
+        issue_commented: Global___IssueCommented | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["control_test_assigned", b"control_test_assigned", "kind", b"kind"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["control_test_assigned", b"control_test_assigned", "control_test_completed", b"control_test_completed", "control_test_overdue", b"control_test_overdue", "control_test_scheduled", b"control_test_scheduled", "issue_assigned", b"issue_assigned", "issue_commented", b"issue_commented", "issue_created", b"issue_created", "issue_status_changed", b"issue_status_changed", "kind", b"kind"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_test_assigned", b"control_test_assigned", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_test_assigned", b"control_test_assigned", "control_test_completed", b"control_test_completed", "control_test_overdue", b"control_test_overdue", "control_test_scheduled", b"control_test_scheduled", "issue_assigned", b"issue_assigned", "issue_commented", b"issue_commented", "issue_created", b"issue_created", "issue_status_changed", b"issue_status_changed", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["control_test_assigned"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["control_test_assigned", "control_test_scheduled", "control_test_completed", "control_test_overdue", "issue_created", "issue_assigned", "issue_status_changed", "issue_commented"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___ComplianceEvent: _TypeAlias = ComplianceEvent  # noqa: Y015
 
 @_typing.final
-class ComplianceRef(_message.Message):
+class ControlTestRef(_message.Message):
+    """What every control test event says about the test."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    CONTROL_TITLE_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    control_test_id: _builtins.str
+    number: _builtins.str
+    """"TST-12" """
+    control_id: _builtins.str
+    control_number: _builtins.str
+    control_title: _builtins.str
+    assignee_id: _builtins.str
+    due_date: _builtins.str
     def __init__(
         self,
         *,
-        id: _builtins.str = ...,
+        control_test_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        control_id: _builtins.str = ...,
+        control_number: _builtins.str = ...,
+        control_title: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+        due_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "control_id", b"control_id", "control_number", b"control_number", "control_test_id", b"control_test_id", "control_title", b"control_title", "due_date", b"due_date", "number", b"number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ComplianceRef: _TypeAlias = ComplianceRef  # noqa: Y015
+Global___ControlTestRef: _TypeAlias = ControlTestRef  # noqa: Y015
+
+@_typing.final
+class ControlTestScheduled(_message.Message):
+    """A test was created, from the frequency (ad_hoc false) or by hand."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    AD_HOC_FIELD_NUMBER: _builtins.int
+    period_start: _builtins.str
+    period_end: _builtins.str
+    ad_hoc: _builtins.bool
+    @_builtins.property
+    def test(self) -> Global___ControlTestRef: ...
+    def __init__(
+        self,
+        *,
+        test: Global___ControlTestRef | None = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        ad_hoc: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["test", b"test"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ad_hoc", b"ad_hoc", "period_end", b"period_end", "period_start", b"period_start", "test", b"test"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlTestScheduled: _TypeAlias = ControlTestScheduled  # noqa: Y015
+
+@_typing.final
+class ControlTestAssigned(_message.Message):
+    """A test got an assignee (at creation or by reassignment)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    previous_assignee_id: _builtins.str
+    """empty at creation"""
+    @_builtins.property
+    def test(self) -> Global___ControlTestRef: ...
+    def __init__(
+        self,
+        *,
+        test: Global___ControlTestRef | None = ...,
+        previous_assignee_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["test", b"test"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_assignee_id", b"previous_assignee_id", "test", b"test"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlTestAssigned: _TypeAlias = ControlTestAssigned  # noqa: Y015
+
+@_typing.final
+class ControlTestCompleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    TESTER_ID_FIELD_NUMBER: _builtins.int
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    result: _builtins.str
+    """"pass", "fail", "not_applicable" """
+    tester_id: _builtins.str
+    issue_id: _builtins.str
+    """the issue a failure opened"""
+    @_builtins.property
+    def test(self) -> Global___ControlTestRef: ...
+    def __init__(
+        self,
+        *,
+        test: Global___ControlTestRef | None = ...,
+        result: _builtins.str = ...,
+        tester_id: _builtins.str = ...,
+        issue_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["test", b"test"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issue_id", b"issue_id", "result", b"result", "test", b"test", "tester_id", b"tester_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlTestCompleted: _TypeAlias = ControlTestCompleted  # noqa: Y015
+
+@_typing.final
+class ControlTestOverdue(_message.Message):
+    """Published once per test, by the sweep that records the transition."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def test(self) -> Global___ControlTestRef: ...
+    def __init__(
+        self,
+        *,
+        test: Global___ControlTestRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["test", b"test"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["test", b"test"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlTestOverdue: _TypeAlias = ControlTestOverdue  # noqa: Y015
+
+@_typing.final
+class IssueRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    issue_id: _builtins.str
+    number: _builtins.str
+    """"ISS-4" """
+    title: _builtins.str
+    severity: _builtins.str
+    status: _builtins.str
+    assignee_id: _builtins.str
+    control_id: _builtins.str
+    control_test_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        issue_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        title: _builtins.str = ...,
+        severity: _builtins.str = ...,
+        status: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+        control_id: _builtins.str = ...,
+        control_test_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "control_id", b"control_id", "control_test_id", b"control_test_id", "issue_id", b"issue_id", "number", b"number", "severity", b"severity", "status", b"status", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueRef: _TypeAlias = IssueRef  # noqa: Y015
+
+@_typing.final
+class IssueCreated(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUE_FIELD_NUMBER: _builtins.int
+    REPORTER_ID_FIELD_NUMBER: _builtins.int
+    FROM_FAILED_TEST_FIELD_NUMBER: _builtins.int
+    reporter_id: _builtins.str
+    from_failed_test: _builtins.bool
+    """True when a failed control test opened it."""
+    @_builtins.property
+    def issue(self) -> Global___IssueRef: ...
+    def __init__(
+        self,
+        *,
+        issue: Global___IssueRef | None = ...,
+        reporter_id: _builtins.str = ...,
+        from_failed_test: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issue", b"issue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_failed_test", b"from_failed_test", "issue", b"issue", "reporter_id", b"reporter_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueCreated: _TypeAlias = IssueCreated  # noqa: Y015
+
+@_typing.final
+class IssueAssigned(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    previous_assignee_id: _builtins.str
+    @_builtins.property
+    def issue(self) -> Global___IssueRef: ...
+    def __init__(
+        self,
+        *,
+        issue: Global___IssueRef | None = ...,
+        previous_assignee_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issue", b"issue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issue", b"issue", "previous_assignee_id", b"previous_assignee_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueAssigned: _TypeAlias = IssueAssigned  # noqa: Y015
+
+@_typing.final
+class IssueStatusChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUE_FIELD_NUMBER: _builtins.int
+    FROM_STATUS_FIELD_NUMBER: _builtins.int
+    TO_STATUS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    from_status: _builtins.str
+    to_status: _builtins.str
+    note: _builtins.str
+    @_builtins.property
+    def issue(self) -> Global___IssueRef: ...
+    def __init__(
+        self,
+        *,
+        issue: Global___IssueRef | None = ...,
+        from_status: _builtins.str = ...,
+        to_status: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issue", b"issue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_status", b"from_status", "issue", b"issue", "note", b"note", "to_status", b"to_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueStatusChanged: _TypeAlias = IssueStatusChanged  # noqa: Y015
+
+@_typing.final
+class IssueCommented(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUE_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    comment_id: _builtins.str
+    author_id: _builtins.str
+    @_builtins.property
+    def issue(self) -> Global___IssueRef: ...
+    def __init__(
+        self,
+        *,
+        issue: Global___IssueRef | None = ...,
+        comment_id: _builtins.str = ...,
+        author_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issue", b"issue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_id", b"comment_id", "issue", b"issue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueCommented: _TypeAlias = IssueCommented  # noqa: Y015

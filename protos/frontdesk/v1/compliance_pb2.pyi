@@ -3,9 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from frontdesk.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -16,6 +20,149 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ControlFrequency:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ControlFrequencyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ControlFrequency.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTROL_FREQUENCY_UNSPECIFIED: _ControlFrequency.ValueType  # 0
+    CONTROL_FREQUENCY_AD_HOC: _ControlFrequency.ValueType  # 1
+    """never scheduled automatically"""
+    CONTROL_FREQUENCY_DAILY: _ControlFrequency.ValueType  # 2
+    CONTROL_FREQUENCY_WEEKLY: _ControlFrequency.ValueType  # 3
+    """ISO weeks, Monday to Sunday"""
+    CONTROL_FREQUENCY_MONTHLY: _ControlFrequency.ValueType  # 4
+    CONTROL_FREQUENCY_QUARTERLY: _ControlFrequency.ValueType  # 5
+    CONTROL_FREQUENCY_YEARLY: _ControlFrequency.ValueType  # 6
+
+class ControlFrequency(_ControlFrequency, metaclass=_ControlFrequencyEnumTypeWrapper): ...
+
+CONTROL_FREQUENCY_UNSPECIFIED: ControlFrequency.ValueType  # 0
+CONTROL_FREQUENCY_AD_HOC: ControlFrequency.ValueType  # 1
+"""never scheduled automatically"""
+CONTROL_FREQUENCY_DAILY: ControlFrequency.ValueType  # 2
+CONTROL_FREQUENCY_WEEKLY: ControlFrequency.ValueType  # 3
+"""ISO weeks, Monday to Sunday"""
+CONTROL_FREQUENCY_MONTHLY: ControlFrequency.ValueType  # 4
+CONTROL_FREQUENCY_QUARTERLY: ControlFrequency.ValueType  # 5
+CONTROL_FREQUENCY_YEARLY: ControlFrequency.ValueType  # 6
+Global___ControlFrequency: _TypeAlias = ControlFrequency  # noqa: Y015
+
+class _ControlTestState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ControlTestStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ControlTestState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTROL_TEST_STATE_UNSPECIFIED: _ControlTestState.ValueType  # 0
+    CONTROL_TEST_STATE_SCHEDULED: _ControlTestState.ValueType  # 1
+    CONTROL_TEST_STATE_OVERDUE: _ControlTestState.ValueType  # 2
+    CONTROL_TEST_STATE_COMPLETED: _ControlTestState.ValueType  # 3
+
+class ControlTestState(_ControlTestState, metaclass=_ControlTestStateEnumTypeWrapper):
+    """Overdue = past its due date and not completed; reported as soon as it is true, and
+    persisted (with a control_test_overdue event, once per test) by the sweep.
+    """
+
+CONTROL_TEST_STATE_UNSPECIFIED: ControlTestState.ValueType  # 0
+CONTROL_TEST_STATE_SCHEDULED: ControlTestState.ValueType  # 1
+CONTROL_TEST_STATE_OVERDUE: ControlTestState.ValueType  # 2
+CONTROL_TEST_STATE_COMPLETED: ControlTestState.ValueType  # 3
+Global___ControlTestState: _TypeAlias = ControlTestState  # noqa: Y015
+
+class _ControlTestResult:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ControlTestResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ControlTestResult.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTROL_TEST_RESULT_UNSPECIFIED: _ControlTestResult.ValueType  # 0
+    CONTROL_TEST_RESULT_PASS: _ControlTestResult.ValueType  # 1
+    CONTROL_TEST_RESULT_FAIL: _ControlTestResult.ValueType  # 2
+    CONTROL_TEST_RESULT_NOT_APPLICABLE: _ControlTestResult.ValueType  # 3
+
+class ControlTestResult(_ControlTestResult, metaclass=_ControlTestResultEnumTypeWrapper): ...
+
+CONTROL_TEST_RESULT_UNSPECIFIED: ControlTestResult.ValueType  # 0
+CONTROL_TEST_RESULT_PASS: ControlTestResult.ValueType  # 1
+CONTROL_TEST_RESULT_FAIL: ControlTestResult.ValueType  # 2
+CONTROL_TEST_RESULT_NOT_APPLICABLE: ControlTestResult.ValueType  # 3
+Global___ControlTestResult: _TypeAlias = ControlTestResult  # noqa: Y015
+
+class _ReviewDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_DECISION_UNSPECIFIED: _ReviewDecision.ValueType  # 0
+    """not reviewed"""
+    REVIEW_DECISION_APPROVED: _ReviewDecision.ValueType  # 1
+    REVIEW_DECISION_REJECTED: _ReviewDecision.ValueType  # 2
+
+class ReviewDecision(_ReviewDecision, metaclass=_ReviewDecisionEnumTypeWrapper): ...
+
+REVIEW_DECISION_UNSPECIFIED: ReviewDecision.ValueType  # 0
+"""not reviewed"""
+REVIEW_DECISION_APPROVED: ReviewDecision.ValueType  # 1
+REVIEW_DECISION_REJECTED: ReviewDecision.ValueType  # 2
+Global___ReviewDecision: _TypeAlias = ReviewDecision  # noqa: Y015
+
+class _IssueSeverity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IssueSeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IssueSeverity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ISSUE_SEVERITY_UNSPECIFIED: _IssueSeverity.ValueType  # 0
+    ISSUE_SEVERITY_CRITICAL: _IssueSeverity.ValueType  # 1
+    ISSUE_SEVERITY_HIGH: _IssueSeverity.ValueType  # 2
+    ISSUE_SEVERITY_MEDIUM: _IssueSeverity.ValueType  # 3
+    ISSUE_SEVERITY_LOW: _IssueSeverity.ValueType  # 4
+
+class IssueSeverity(_IssueSeverity, metaclass=_IssueSeverityEnumTypeWrapper): ...
+
+ISSUE_SEVERITY_UNSPECIFIED: IssueSeverity.ValueType  # 0
+ISSUE_SEVERITY_CRITICAL: IssueSeverity.ValueType  # 1
+ISSUE_SEVERITY_HIGH: IssueSeverity.ValueType  # 2
+ISSUE_SEVERITY_MEDIUM: IssueSeverity.ValueType  # 3
+ISSUE_SEVERITY_LOW: IssueSeverity.ValueType  # 4
+Global___IssueSeverity: _TypeAlias = IssueSeverity  # noqa: Y015
+
+class _IssueStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IssueStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IssueStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ISSUE_STATUS_UNSPECIFIED: _IssueStatus.ValueType  # 0
+    ISSUE_STATUS_OPEN: _IssueStatus.ValueType  # 1
+    ISSUE_STATUS_INVESTIGATING: _IssueStatus.ValueType  # 2
+    ISSUE_STATUS_REMEDIATION: _IssueStatus.ValueType  # 3
+    ISSUE_STATUS_RESOLVED: _IssueStatus.ValueType  # 4
+    ISSUE_STATUS_CLOSED: _IssueStatus.ValueType  # 5
+    ISSUE_STATUS_ACCEPTED: _IssueStatus.ValueType  # 6
+    """risk accepted until acceptance_deadline"""
+
+class IssueStatus(_IssueStatus, metaclass=_IssueStatusEnumTypeWrapper):
+    """Open -> Investigating | Remediation | Resolved | Accepted | Closed;
+    Investigating -> Open | Remediation | Resolved | Accepted | Closed;
+    Remediation -> Investigating | Resolved | Accepted | Closed;
+    Resolved -> Open (reopen) | Closed; Accepted -> Open (revoked or expired) | Closed;
+    Closed is final.
+    """
+
+ISSUE_STATUS_UNSPECIFIED: IssueStatus.ValueType  # 0
+ISSUE_STATUS_OPEN: IssueStatus.ValueType  # 1
+ISSUE_STATUS_INVESTIGATING: IssueStatus.ValueType  # 2
+ISSUE_STATUS_REMEDIATION: IssueStatus.ValueType  # 3
+ISSUE_STATUS_RESOLVED: IssueStatus.ValueType  # 4
+ISSUE_STATUS_CLOSED: IssueStatus.ValueType  # 5
+ISSUE_STATUS_ACCEPTED: IssueStatus.ValueType  # 6
+"""risk accepted until acceptance_deadline"""
+Global___IssueStatus: _TypeAlias = IssueStatus  # noqa: Y015
 
 @_typing.final
 class PingComplianceRequest(_message.Message):
@@ -36,3 +183,1182 @@ class PingComplianceRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PingComplianceRequest: _TypeAlias = PingComplianceRequest  # noqa: Y015
+
+@_typing.final
+class Control(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TEST_PROCEDURE_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_REF_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    workspace_id: _builtins.str
+    number: _builtins.str
+    """"CTL-3" """
+    title: _builtins.str
+    description: _builtins.str
+    test_procedure: _builtins.str
+    framework_ref: _builtins.str
+    """free text, e.g. "ISO 27001 A.5.15" """
+    frequency: Global___ControlFrequency.ValueType
+    owner_id: _builtins.str
+    """person id"""
+    active: _builtins.bool
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        workspace_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        test_procedure: _builtins.str = ...,
+        framework_ref: _builtins.str = ...,
+        frequency: Global___ControlFrequency.ValueType = ...,
+        owner_id: _builtins.str = ...,
+        active: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "created_at", b"created_at", "description", b"description", "framework_ref", b"framework_ref", "frequency", b"frequency", "id", b"id", "number", b"number", "owner_id", b"owner_id", "test_procedure", b"test_procedure", "title", b"title", "updated_at", b"updated_at", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Control: _TypeAlias = Control  # noqa: Y015
+
+@_typing.final
+class CreateControlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TEST_PROCEDURE_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_REF_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    description: _builtins.str
+    test_procedure: _builtins.str
+    framework_ref: _builtins.str
+    frequency: Global___ControlFrequency.ValueType
+    """required"""
+    owner_id: _builtins.str
+    """required"""
+    active: _builtins.bool
+    """default true"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        test_procedure: _builtins.str = ...,
+        framework_ref: _builtins.str = ...,
+        frequency: Global___ControlFrequency.ValueType = ...,
+        owner_id: _builtins.str = ...,
+        active: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "caller", b"caller", "description", b"description", "framework_ref", b"framework_ref", "frequency", b"frequency", "owner_id", b"owner_id", "test_procedure", b"test_procedure", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__active: _TypeAlias = _typing.Literal["active"]  # noqa: Y015
+    _WhichOneofArgType__active: _TypeAlias = _typing.Literal["_active", b"_active"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__active) -> _WhichOneofReturnType__active | None: ...
+
+Global___CreateControlRequest: _TypeAlias = CreateControlRequest  # noqa: Y015
+
+@_typing.final
+class UpdateControlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TEST_PROCEDURE_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_REF_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    control_id: _builtins.str
+    title: _builtins.str
+    description: _builtins.str
+    test_procedure: _builtins.str
+    framework_ref: _builtins.str
+    frequency: Global___ControlFrequency.ValueType
+    """UNSPECIFIED: unchanged"""
+    owner_id: _builtins.str
+    active: _builtins.bool
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        control_id: _builtins.str = ...,
+        title: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        test_procedure: _builtins.str | None = ...,
+        framework_ref: _builtins.str | None = ...,
+        frequency: Global___ControlFrequency.ValueType = ...,
+        owner_id: _builtins.str | None = ...,
+        active: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "_description", b"_description", "_framework_ref", b"_framework_ref", "_owner_id", b"_owner_id", "_test_procedure", b"_test_procedure", "_title", b"_title", "active", b"active", "caller", b"caller", "description", b"description", "framework_ref", b"framework_ref", "owner_id", b"owner_id", "test_procedure", b"test_procedure", "title", b"title"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "_description", b"_description", "_framework_ref", b"_framework_ref", "_owner_id", b"_owner_id", "_test_procedure", b"_test_procedure", "_title", b"_title", "active", b"active", "caller", b"caller", "control_id", b"control_id", "description", b"description", "framework_ref", b"framework_ref", "frequency", b"frequency", "owner_id", b"owner_id", "test_procedure", b"test_procedure", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__active: _TypeAlias = _typing.Literal["active"]  # noqa: Y015
+    _WhichOneofArgType__active: _TypeAlias = _typing.Literal["_active", b"_active"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__framework_ref: _TypeAlias = _typing.Literal["framework_ref"]  # noqa: Y015
+    _WhichOneofArgType__framework_ref: _TypeAlias = _typing.Literal["_framework_ref", b"_framework_ref"]  # noqa: Y015
+    _WhichOneofReturnType__owner_id: _TypeAlias = _typing.Literal["owner_id"]  # noqa: Y015
+    _WhichOneofArgType__owner_id: _TypeAlias = _typing.Literal["_owner_id", b"_owner_id"]  # noqa: Y015
+    _WhichOneofReturnType__test_procedure: _TypeAlias = _typing.Literal["test_procedure"]  # noqa: Y015
+    _WhichOneofArgType__test_procedure: _TypeAlias = _typing.Literal["_test_procedure", b"_test_procedure"]  # noqa: Y015
+    _WhichOneofReturnType__title: _TypeAlias = _typing.Literal["title"]  # noqa: Y015
+    _WhichOneofArgType__title: _TypeAlias = _typing.Literal["_title", b"_title"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__active) -> _WhichOneofReturnType__active | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__framework_ref) -> _WhichOneofReturnType__framework_ref | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__owner_id) -> _WhichOneofReturnType__owner_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__test_procedure) -> _WhichOneofReturnType__test_procedure | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__title) -> _WhichOneofReturnType__title | None: ...
+
+Global___UpdateControlRequest: _TypeAlias = UpdateControlRequest  # noqa: Y015
+
+@_typing.final
+class GetControlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    control_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        control_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "control_id", b"control_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetControlRequest: _TypeAlias = GetControlRequest  # noqa: Y015
+
+@_typing.final
+class ListControlsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """matches number, title or framework reference"""
+    active: _builtins.bool
+    frequency: Global___ControlFrequency.ValueType
+    owner_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        page: _common_pb2.PageRequest | None = ...,
+        query: _builtins.str = ...,
+        active: _builtins.bool | None = ...,
+        frequency: Global___ControlFrequency.ValueType = ...,
+        owner_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "caller", b"caller", "page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "active", b"active", "caller", b"caller", "frequency", b"frequency", "owner_id", b"owner_id", "page", b"page", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__active: _TypeAlias = _typing.Literal["active"]  # noqa: Y015
+    _WhichOneofArgType__active: _TypeAlias = _typing.Literal["_active", b"_active"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__active) -> _WhichOneofReturnType__active | None: ...
+
+Global___ListControlsRequest: _TypeAlias = ListControlsRequest  # noqa: Y015
+
+@_typing.final
+class ListControlsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTROLS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total: _builtins.int
+    @_builtins.property
+    def controls(self) -> _containers.RepeatedCompositeFieldContainer[Global___Control]: ...
+    def __init__(
+        self,
+        *,
+        controls: _abc.Iterable[Global___Control] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["controls", b"controls", "next_page_token", b"next_page_token", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListControlsResponse: _TypeAlias = ListControlsResponse  # noqa: Y015
+
+@_typing.final
+class ControlTest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    CONTROL_TITLE_FIELD_NUMBER: _builtins.int
+    TEST_PROCEDURE_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    AD_HOC_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    TESTER_ID_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    REVIEW_FIELD_NUMBER: _builtins.int
+    REVIEWER_ID_FIELD_NUMBER: _builtins.int
+    REVIEW_NOTES_FIELD_NUMBER: _builtins.int
+    REVIEWED_AT_FIELD_NUMBER: _builtins.int
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    ISSUE_NUMBER_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    workspace_id: _builtins.str
+    number: _builtins.str
+    """"TST-12" """
+    control_id: _builtins.str
+    control_number: _builtins.str
+    control_title: _builtins.str
+    test_procedure: _builtins.str
+    """the control's, as it is now"""
+    period_start: _builtins.str
+    """YYYY-MM-DD"""
+    period_end: _builtins.str
+    due_date: _builtins.str
+    assignee_id: _builtins.str
+    state: Global___ControlTestState.ValueType
+    ad_hoc: _builtins.bool
+    """created by hand rather than from the frequency"""
+    result: Global___ControlTestResult.ValueType
+    """UNSPECIFIED until completed"""
+    notes: _builtins.str
+    evidence: _builtins.str
+    tester_id: _builtins.str
+    review: Global___ReviewDecision.ValueType
+    reviewer_id: _builtins.str
+    review_notes: _builtins.str
+    issue_id: _builtins.str
+    """the issue a failed result opened"""
+    issue_number: _builtins.str
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reviewed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        workspace_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        control_id: _builtins.str = ...,
+        control_number: _builtins.str = ...,
+        control_title: _builtins.str = ...,
+        test_procedure: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        due_date: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+        state: Global___ControlTestState.ValueType = ...,
+        ad_hoc: _builtins.bool = ...,
+        result: Global___ControlTestResult.ValueType = ...,
+        notes: _builtins.str = ...,
+        evidence: _builtins.str = ...,
+        tester_id: _builtins.str = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+        review: Global___ReviewDecision.ValueType = ...,
+        reviewer_id: _builtins.str = ...,
+        review_notes: _builtins.str = ...,
+        reviewed_at: _timestamp_pb2.Timestamp | None = ...,
+        issue_id: _builtins.str = ...,
+        issue_number: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "reviewed_at", b"reviewed_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ad_hoc", b"ad_hoc", "assignee_id", b"assignee_id", "completed_at", b"completed_at", "control_id", b"control_id", "control_number", b"control_number", "control_title", b"control_title", "created_at", b"created_at", "due_date", b"due_date", "evidence", b"evidence", "id", b"id", "issue_id", b"issue_id", "issue_number", b"issue_number", "notes", b"notes", "number", b"number", "period_end", b"period_end", "period_start", b"period_start", "result", b"result", "review", b"review", "review_notes", b"review_notes", "reviewed_at", b"reviewed_at", "reviewer_id", b"reviewer_id", "state", b"state", "test_procedure", b"test_procedure", "tester_id", b"tester_id", "updated_at", b"updated_at", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ControlTest: _TypeAlias = ControlTest  # noqa: Y015
+
+@_typing.final
+class CreateControlTestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    control_id: _builtins.str
+    due_date: _builtins.str
+    """required"""
+    period_start: _builtins.str
+    """default: today"""
+    period_end: _builtins.str
+    """default: the due date"""
+    assignee_id: _builtins.str
+    """default: the control's owner"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        control_id: _builtins.str = ...,
+        due_date: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "caller", b"caller", "control_id", b"control_id", "due_date", b"due_date", "period_end", b"period_end", "period_start", b"period_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateControlTestRequest: _TypeAlias = CreateControlTestRequest  # noqa: Y015
+
+@_typing.final
+class UpdateControlTestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    control_test_id: _builtins.str
+    assignee_id: _builtins.str
+    due_date: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        control_test_id: _builtins.str = ...,
+        assignee_id: _builtins.str | None = ...,
+        due_date: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id", "_due_date", b"_due_date", "assignee_id", b"assignee_id", "caller", b"caller", "due_date", b"due_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id", "_due_date", b"_due_date", "assignee_id", b"assignee_id", "caller", b"caller", "control_test_id", b"control_test_id", "due_date", b"due_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__assignee_id: _TypeAlias = _typing.Literal["assignee_id"]  # noqa: Y015
+    _WhichOneofArgType__assignee_id: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id"]  # noqa: Y015
+    _WhichOneofReturnType__due_date: _TypeAlias = _typing.Literal["due_date"]  # noqa: Y015
+    _WhichOneofArgType__due_date: _TypeAlias = _typing.Literal["_due_date", b"_due_date"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__assignee_id) -> _WhichOneofReturnType__assignee_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__due_date) -> _WhichOneofReturnType__due_date | None: ...
+
+Global___UpdateControlTestRequest: _TypeAlias = UpdateControlTestRequest  # noqa: Y015
+
+@_typing.final
+class GetControlTestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    control_test_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        control_test_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "control_test_id", b"control_test_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetControlTestRequest: _TypeAlias = GetControlTestRequest  # noqa: Y015
+
+@_typing.final
+class ListControlTestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    control_id: _builtins.str
+    state: Global___ControlTestState.ValueType
+    """OVERDUE matches computed overdue too"""
+    assignee_id: _builtins.str
+    result: Global___ControlTestResult.ValueType
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        page: _common_pb2.PageRequest | None = ...,
+        control_id: _builtins.str = ...,
+        state: Global___ControlTestState.ValueType = ...,
+        assignee_id: _builtins.str = ...,
+        result: Global___ControlTestResult.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "caller", b"caller", "control_id", b"control_id", "page", b"page", "result", b"result", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListControlTestsRequest: _TypeAlias = ListControlTestsRequest  # noqa: Y015
+
+@_typing.final
+class ListMyControlTestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    state: Global___ControlTestState.ValueType
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        page: _common_pb2.PageRequest | None = ...,
+        state: Global___ControlTestState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "page", b"page", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyControlTestsRequest: _TypeAlias = ListMyControlTestsRequest  # noqa: Y015
+
+@_typing.final
+class ListControlTestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTROL_TESTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total: _builtins.int
+    @_builtins.property
+    def control_tests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ControlTest]: ...
+    def __init__(
+        self,
+        *,
+        control_tests: _abc.Iterable[Global___ControlTest] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_tests", b"control_tests", "next_page_token", b"next_page_token", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListControlTestsResponse: _TypeAlias = ListControlTestsResponse  # noqa: Y015
+
+@_typing.final
+class CompleteControlTestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    control_test_id: _builtins.str
+    result: Global___ControlTestResult.ValueType
+    """required"""
+    notes: _builtins.str
+    evidence: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        control_test_id: _builtins.str = ...,
+        result: Global___ControlTestResult.ValueType = ...,
+        notes: _builtins.str = ...,
+        evidence: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "control_test_id", b"control_test_id", "evidence", b"evidence", "notes", b"notes", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteControlTestRequest: _TypeAlias = CompleteControlTestRequest  # noqa: Y015
+
+@_typing.final
+class CompleteControlTestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTROL_TEST_FIELD_NUMBER: _builtins.int
+    ISSUE_FIELD_NUMBER: _builtins.int
+    NEXT_TEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def control_test(self) -> Global___ControlTest: ...
+    @_builtins.property
+    def issue(self) -> Global___Issue:
+        """set when the failed result opened one"""
+
+    @_builtins.property
+    def next_test(self) -> Global___ControlTest:
+        """set when the next period's test was scheduled"""
+
+    def __init__(
+        self,
+        *,
+        control_test: Global___ControlTest | None = ...,
+        issue: Global___Issue | None = ...,
+        next_test: Global___ControlTest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["control_test", b"control_test", "issue", b"issue", "next_test", b"next_test"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_test", b"control_test", "issue", b"issue", "next_test", b"next_test"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteControlTestResponse: _TypeAlias = CompleteControlTestResponse  # noqa: Y015
+
+@_typing.final
+class ReviewControlTestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    control_test_id: _builtins.str
+    decision: Global___ReviewDecision.ValueType
+    """APPROVED or REJECTED"""
+    notes: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        control_test_id: _builtins.str = ...,
+        decision: Global___ReviewDecision.ValueType = ...,
+        notes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "control_test_id", b"control_test_id", "decision", b"decision", "notes", b"notes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewControlTestRequest: _TypeAlias = ReviewControlTestRequest  # noqa: Y015
+
+@_typing.final
+class SweepControlTestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweepControlTestsRequest: _TypeAlias = SweepControlTestsRequest  # noqa: Y015
+
+@_typing.final
+class SweepControlTestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKED_OVERDUE_FIELD_NUMBER: _builtins.int
+    SCHEDULED_FIELD_NUMBER: _builtins.int
+    marked_overdue: _builtins.int
+    scheduled: _builtins.int
+    def __init__(
+        self,
+        *,
+        marked_overdue: _builtins.int = ...,
+        scheduled: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marked_overdue", b"marked_overdue", "scheduled", b"scheduled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweepControlTestsResponse: _TypeAlias = SweepControlTestsResponse  # noqa: Y015
+
+@_typing.final
+class Issue(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REPORTER_ID_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    REMEDIATION_DUE_DATE_FIELD_NUMBER: _builtins.int
+    ACCEPTANCE_DEADLINE_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    CONTROL_NUMBER_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_NUMBER_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    COMMENT_COUNT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    workspace_id: _builtins.str
+    number: _builtins.str
+    """"ISS-4" """
+    title: _builtins.str
+    description: _builtins.str
+    severity: Global___IssueSeverity.ValueType
+    status: Global___IssueStatus.ValueType
+    reporter_id: _builtins.str
+    """empty for the system"""
+    assignee_id: _builtins.str
+    """empty when unassigned"""
+    remediation_due_date: _builtins.str
+    """YYYY-MM-DD or empty"""
+    acceptance_deadline: _builtins.str
+    """YYYY-MM-DD, set while Accepted"""
+    control_id: _builtins.str
+    control_number: _builtins.str
+    control_test_id: _builtins.str
+    control_test_number: _builtins.str
+    overdue: _builtins.bool
+    """Past its remediation due date and not Resolved, Closed or Accepted."""
+    comment_count: _builtins.int
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def closed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        workspace_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        severity: Global___IssueSeverity.ValueType = ...,
+        status: Global___IssueStatus.ValueType = ...,
+        reporter_id: _builtins.str = ...,
+        assignee_id: _builtins.str = ...,
+        remediation_due_date: _builtins.str = ...,
+        acceptance_deadline: _builtins.str = ...,
+        control_id: _builtins.str = ...,
+        control_number: _builtins.str = ...,
+        control_test_id: _builtins.str = ...,
+        control_test_number: _builtins.str = ...,
+        overdue: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        comment_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "created_at", b"created_at", "resolved_at", b"resolved_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acceptance_deadline", b"acceptance_deadline", "assignee_id", b"assignee_id", "closed_at", b"closed_at", "comment_count", b"comment_count", "control_id", b"control_id", "control_number", b"control_number", "control_test_id", b"control_test_id", "control_test_number", b"control_test_number", "created_at", b"created_at", "description", b"description", "id", b"id", "number", b"number", "overdue", b"overdue", "remediation_due_date", b"remediation_due_date", "reporter_id", b"reporter_id", "resolved_at", b"resolved_at", "severity", b"severity", "status", b"status", "title", b"title", "updated_at", b"updated_at", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Issue: _TypeAlias = Issue  # noqa: Y015
+
+@_typing.final
+class IssueComment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    issue_id: _builtins.str
+    author_id: _builtins.str
+    """empty for the system"""
+    body: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        issue_id: _builtins.str = ...,
+        author_id: _builtins.str = ...,
+        body: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "body", b"body", "created_at", b"created_at", "id", b"id", "issue_id", b"issue_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueComment: _TypeAlias = IssueComment  # noqa: Y015
+
+@_typing.final
+class IssueChange(_message.Message):
+    """One change: field "status", "assignee", "severity", "title", ...; "created" for the creation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    OLD_VALUE_FIELD_NUMBER: _builtins.int
+    NEW_VALUE_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    old_value: _builtins.str
+    new_value: _builtins.str
+    actor_id: _builtins.str
+    note: _builtins.str
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        old_value: _builtins.str = ...,
+        new_value: _builtins.str = ...,
+        actor_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "changed_at", b"changed_at", "field", b"field", "new_value", b"new_value", "note", b"note", "old_value", b"old_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueChange: _TypeAlias = IssueChange  # noqa: Y015
+
+@_typing.final
+class IssueDetail(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUE_FIELD_NUMBER: _builtins.int
+    COMMENTS_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def issue(self) -> Global___Issue: ...
+    @_builtins.property
+    def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssueComment]:
+        """oldest first"""
+
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssueChange]:
+        """oldest first, starting with the creation"""
+
+    def __init__(
+        self,
+        *,
+        issue: Global___Issue | None = ...,
+        comments: _abc.Iterable[Global___IssueComment] | None = ...,
+        history: _abc.Iterable[Global___IssueChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issue", b"issue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "history", b"history", "issue", b"issue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueDetail: _TypeAlias = IssueDetail  # noqa: Y015
+
+@_typing.final
+class CreateIssueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    REMEDIATION_DUE_DATE_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    """required"""
+    description: _builtins.str
+    severity: Global___IssueSeverity.ValueType
+    """required"""
+    assignee_id: _builtins.str
+    remediation_due_date: _builtins.str
+    control_id: _builtins.str
+    control_test_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        severity: Global___IssueSeverity.ValueType = ...,
+        assignee_id: _builtins.str = ...,
+        remediation_due_date: _builtins.str = ...,
+        control_id: _builtins.str = ...,
+        control_test_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "caller", b"caller", "control_id", b"control_id", "control_test_id", b"control_test_id", "description", b"description", "remediation_due_date", b"remediation_due_date", "severity", b"severity", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateIssueRequest: _TypeAlias = CreateIssueRequest  # noqa: Y015
+
+@_typing.final
+class UpdateIssueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    REMEDIATION_DUE_DATE_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    issue_id: _builtins.str
+    title: _builtins.str
+    description: _builtins.str
+    severity: Global___IssueSeverity.ValueType
+    """UNSPECIFIED: unchanged"""
+    assignee_id: _builtins.str
+    """"" unassigns"""
+    remediation_due_date: _builtins.str
+    """"" clears"""
+    control_id: _builtins.str
+    """"" clears"""
+    control_test_id: _builtins.str
+    """"" clears"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        issue_id: _builtins.str = ...,
+        title: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        severity: Global___IssueSeverity.ValueType = ...,
+        assignee_id: _builtins.str | None = ...,
+        remediation_due_date: _builtins.str | None = ...,
+        control_id: _builtins.str | None = ...,
+        control_test_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id", "_control_id", b"_control_id", "_control_test_id", b"_control_test_id", "_description", b"_description", "_remediation_due_date", b"_remediation_due_date", "_title", b"_title", "assignee_id", b"assignee_id", "caller", b"caller", "control_id", b"control_id", "control_test_id", b"control_test_id", "description", b"description", "remediation_due_date", b"remediation_due_date", "title", b"title"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id", "_control_id", b"_control_id", "_control_test_id", b"_control_test_id", "_description", b"_description", "_remediation_due_date", b"_remediation_due_date", "_title", b"_title", "assignee_id", b"assignee_id", "caller", b"caller", "control_id", b"control_id", "control_test_id", b"control_test_id", "description", b"description", "issue_id", b"issue_id", "remediation_due_date", b"remediation_due_date", "severity", b"severity", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__assignee_id: _TypeAlias = _typing.Literal["assignee_id"]  # noqa: Y015
+    _WhichOneofArgType__assignee_id: _TypeAlias = _typing.Literal["_assignee_id", b"_assignee_id"]  # noqa: Y015
+    _WhichOneofReturnType__control_id: _TypeAlias = _typing.Literal["control_id"]  # noqa: Y015
+    _WhichOneofArgType__control_id: _TypeAlias = _typing.Literal["_control_id", b"_control_id"]  # noqa: Y015
+    _WhichOneofReturnType__control_test_id: _TypeAlias = _typing.Literal["control_test_id"]  # noqa: Y015
+    _WhichOneofArgType__control_test_id: _TypeAlias = _typing.Literal["_control_test_id", b"_control_test_id"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__remediation_due_date: _TypeAlias = _typing.Literal["remediation_due_date"]  # noqa: Y015
+    _WhichOneofArgType__remediation_due_date: _TypeAlias = _typing.Literal["_remediation_due_date", b"_remediation_due_date"]  # noqa: Y015
+    _WhichOneofReturnType__title: _TypeAlias = _typing.Literal["title"]  # noqa: Y015
+    _WhichOneofArgType__title: _TypeAlias = _typing.Literal["_title", b"_title"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__assignee_id) -> _WhichOneofReturnType__assignee_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__control_id) -> _WhichOneofReturnType__control_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__control_test_id) -> _WhichOneofReturnType__control_test_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__remediation_due_date) -> _WhichOneofReturnType__remediation_due_date | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__title) -> _WhichOneofReturnType__title | None: ...
+
+Global___UpdateIssueRequest: _TypeAlias = UpdateIssueRequest  # noqa: Y015
+
+@_typing.final
+class ChangeIssueStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ACCEPTANCE_DEADLINE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    issue_id: _builtins.str
+    status: Global___IssueStatus.ValueType
+    acceptance_deadline: _builtins.str
+    """required (today or later) for ACCEPTED"""
+    note: _builtins.str
+    """recorded in the history"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        issue_id: _builtins.str = ...,
+        status: Global___IssueStatus.ValueType = ...,
+        acceptance_deadline: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acceptance_deadline", b"acceptance_deadline", "caller", b"caller", "issue_id", b"issue_id", "note", b"note", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangeIssueStatusRequest: _TypeAlias = ChangeIssueStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetIssueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    issue_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        issue_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "issue_id", b"issue_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIssueRequest: _TypeAlias = GetIssueRequest  # noqa: Y015
+
+@_typing.final
+class ListIssuesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    SEVERITIES_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_ID_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    CONTROL_ID_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    assignee_id: _builtins.str
+    overdue: _builtins.bool
+    control_id: _builtins.str
+    query: _builtins.str
+    """matches number or title"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___IssueStatus.ValueType]: ...
+    @_builtins.property
+    def severities(self) -> _containers.RepeatedScalarFieldContainer[Global___IssueSeverity.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        page: _common_pb2.PageRequest | None = ...,
+        statuses: _abc.Iterable[Global___IssueStatus.ValueType] | None = ...,
+        severities: _abc.Iterable[Global___IssueSeverity.ValueType] | None = ...,
+        assignee_id: _builtins.str = ...,
+        overdue: _builtins.bool | None = ...,
+        control_id: _builtins.str = ...,
+        query: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_overdue", b"_overdue", "caller", b"caller", "overdue", b"overdue", "page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_overdue", b"_overdue", "assignee_id", b"assignee_id", "caller", b"caller", "control_id", b"control_id", "overdue", b"overdue", "page", b"page", "query", b"query", "severities", b"severities", "statuses", b"statuses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__overdue: _TypeAlias = _typing.Literal["overdue"]  # noqa: Y015
+    _WhichOneofArgType__overdue: _TypeAlias = _typing.Literal["_overdue", b"_overdue"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__overdue) -> _WhichOneofReturnType__overdue | None: ...
+
+Global___ListIssuesRequest: _TypeAlias = ListIssuesRequest  # noqa: Y015
+
+@_typing.final
+class ListMyIssuesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___IssueStatus.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        page: _common_pb2.PageRequest | None = ...,
+        statuses: _abc.Iterable[Global___IssueStatus.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "page", b"page", "statuses", b"statuses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyIssuesRequest: _TypeAlias = ListMyIssuesRequest  # noqa: Y015
+
+@_typing.final
+class ListIssuesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total: _builtins.int
+    @_builtins.property
+    def issues(self) -> _containers.RepeatedCompositeFieldContainer[Global___Issue]: ...
+    def __init__(
+        self,
+        *,
+        issues: _abc.Iterable[Global___Issue] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issues", b"issues", "next_page_token", b"next_page_token", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIssuesResponse: _TypeAlias = ListIssuesResponse  # noqa: Y015
+
+@_typing.final
+class AddIssueCommentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    ISSUE_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    issue_id: _builtins.str
+    body: _builtins.str
+    """required, at most 10000 characters"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        issue_id: _builtins.str = ...,
+        body: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "caller", b"caller", "issue_id", b"issue_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddIssueCommentRequest: _TypeAlias = AddIssueCommentRequest  # noqa: Y015

@@ -27,7 +27,22 @@ if _version_not_supported:
 
 
 class ComplianceServiceStub:
-    """Controls, control tests and issues. Owned by the compliance service; grown with its capability.
+    """Controls, control tests and issues.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each item itself:
+    - controls: Control:manage writes; Control:manage or Control:read reads;
+    - control tests: Control:manage sees and manages all; an assignee holding Control:read and
+    ControlTest:read sees the tests assigned to them, and completes them with
+    ControlTest:update;
+    - issues: Issue:manage sees and manages all; an assignee holding Issue:read sees and
+    comments on the issues assigned to them.
+    An item the caller may not see is NOT_FOUND, whatever the id (unknown, another workspace's,
+    or someone else's). A missing permission that does not depend on the item is
+    PERMISSION_DENIED. The system (empty caller.person_id) may do everything in its workspace.
+    Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever an id is asked for, the readable number ("CTL-3", "TST-12", "ISS-4") works too.
+    Dates without a time (due dates, periods, deadlines) are "YYYY-MM-DD" strings, in UTC.
     """
 
     def __init__(self, channel):
@@ -41,14 +56,267 @@ class ComplianceServiceStub:
                 request_serializer=frontdesk_dot_v1_dot_compliance__pb2.PingComplianceRequest.SerializeToString,
                 response_deserializer=frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateControl = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/CreateControl',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.CreateControlRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.Control.FromString,
+                _registered_method=True)
+        self.UpdateControl = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/UpdateControl',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.UpdateControlRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.Control.FromString,
+                _registered_method=True)
+        self.GetControl = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/GetControl',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.GetControlRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.Control.FromString,
+                _registered_method=True)
+        self.ListControls = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/ListControls',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlsRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlsResponse.FromString,
+                _registered_method=True)
+        self.CreateControlTest = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/CreateControlTest',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.CreateControlTestRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ControlTest.FromString,
+                _registered_method=True)
+        self.UpdateControlTest = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/UpdateControlTest',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.UpdateControlTestRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ControlTest.FromString,
+                _registered_method=True)
+        self.GetControlTest = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/GetControlTest',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.GetControlTestRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ControlTest.FromString,
+                _registered_method=True)
+        self.ListControlTests = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/ListControlTests',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsResponse.FromString,
+                _registered_method=True)
+        self.ListMyControlTests = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/ListMyControlTests',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListMyControlTestsRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsResponse.FromString,
+                _registered_method=True)
+        self.CompleteControlTest = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/CompleteControlTest',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.CompleteControlTestRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.CompleteControlTestResponse.FromString,
+                _registered_method=True)
+        self.ReviewControlTest = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/ReviewControlTest',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.ReviewControlTestRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ControlTest.FromString,
+                _registered_method=True)
+        self.SweepControlTests = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/SweepControlTests',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.SweepControlTestsRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.SweepControlTestsResponse.FromString,
+                _registered_method=True)
+        self.CreateIssue = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/CreateIssue',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.CreateIssueRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.Issue.FromString,
+                _registered_method=True)
+        self.UpdateIssue = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/UpdateIssue',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.UpdateIssueRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.Issue.FromString,
+                _registered_method=True)
+        self.ChangeIssueStatus = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/ChangeIssueStatus',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.ChangeIssueStatusRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.Issue.FromString,
+                _registered_method=True)
+        self.GetIssue = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/GetIssue',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.GetIssueRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.IssueDetail.FromString,
+                _registered_method=True)
+        self.ListIssues = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/ListIssues',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListIssuesRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListIssuesResponse.FromString,
+                _registered_method=True)
+        self.ListMyIssues = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/ListMyIssues',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListMyIssuesRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListIssuesResponse.FromString,
+                _registered_method=True)
+        self.AddIssueComment = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/AddIssueComment',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.AddIssueCommentRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.IssueComment.FromString,
+                _registered_method=True)
 
 
 class ComplianceServiceServicer:
-    """Controls, control tests and issues. Owned by the compliance service; grown with its capability.
+    """Controls, control tests and issues.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each item itself:
+    - controls: Control:manage writes; Control:manage or Control:read reads;
+    - control tests: Control:manage sees and manages all; an assignee holding Control:read and
+    ControlTest:read sees the tests assigned to them, and completes them with
+    ControlTest:update;
+    - issues: Issue:manage sees and manages all; an assignee holding Issue:read sees and
+    comments on the issues assigned to them.
+    An item the caller may not see is NOT_FOUND, whatever the id (unknown, another workspace's,
+    or someone else's). A missing permission that does not depend on the item is
+    PERMISSION_DENIED. The system (empty caller.person_id) may do everything in its workspace.
+    Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever an id is asked for, the readable number ("CTL-3", "TST-12", "ISS-4") works too.
+    Dates without a time (due dates, periods, deadlines) are "YYYY-MM-DD" strings, in UTC.
     """
 
     def Ping(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateControl(self, request, context):
+        """Controls.
+        Control:manage. A recurring, active control gets its first test (the current period,
+        assigned to the owner) in the same transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateControl(self, request, context):
+        """Control:manage. Only the fields that are set change. Making a control recurring (or
+        active again) schedules the current period's test when none is open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetControl(self, request, context):
+        """Control:manage or Control:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListControls(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateControlTest(self, request, context):
+        """Control tests.
+        Control:manage: an ad hoc test of a control (any frequency).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateControlTest(self, request, context):
+        """Control:manage: reassign or move the due date of a test that is not completed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetControlTest(self, request, context):
+        """The assignee (Control:read + ControlTest:read) or Control:manage; includes the control's
+        test procedure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListControlTests(self, request, context):
+        """Control:manage: every test of the workspace, with filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyControlTests(self, request, context):
+        """Control:read + ControlTest:read: the tests assigned to the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteControlTest(self, request, context):
+        """The assignee with ControlTest:update. Records result, notes, evidence, tester and time and
+        locks the test (a completed test is FAILED_PRECONDITION). A failed result opens an issue
+        in the same transaction; a scheduled test's completion schedules the next period's test.
+        Someone who can see the test but may not complete it gets PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewControlTest(self, request, context):
+        """Control:manage, someone other than the tester: approve or reject a completed test, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SweepControlTests(self, request, context):
+        """Control:manage or the system: run the periodic sweep now for the caller's workspace
+        (overdue transitions, tests of periods that have started). Replicas run it on a timer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateIssue(self, request, context):
+        """Issues.
+        Issue:manage. Reporter = the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateIssue(self, request, context):
+        """Issue:manage. Only the fields that are set change (recorded in the history).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeIssueStatus(self, request, context):
+        """Issue:manage. An illegal transition is FAILED_PRECONDITION; Accepted needs an
+        acceptance deadline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIssue(self, request, context):
+        """The assignee (Issue:read) or Issue:manage: the issue with comments and history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIssues(self, request, context):
+        """Issue:manage: every issue of the workspace, with filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyIssues(self, request, context):
+        """Issue:read: the issues assigned to the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddIssueComment(self, request, context):
+        """The assignee (Issue:read) or Issue:manage. Closed issues take no comments.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -61,6 +329,101 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
                     request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.PingComplianceRequest.FromString,
                     response_serializer=frontdesk_dot_v1_dot_common__pb2.Empty.SerializeToString,
             ),
+            'CreateControl': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateControl,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.CreateControlRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.Control.SerializeToString,
+            ),
+            'UpdateControl': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateControl,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.UpdateControlRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.Control.SerializeToString,
+            ),
+            'GetControl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetControl,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.GetControlRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.Control.SerializeToString,
+            ),
+            'ListControls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListControls,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlsRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlsResponse.SerializeToString,
+            ),
+            'CreateControlTest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateControlTest,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.CreateControlTestRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ControlTest.SerializeToString,
+            ),
+            'UpdateControlTest': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateControlTest,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.UpdateControlTestRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ControlTest.SerializeToString,
+            ),
+            'GetControlTest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetControlTest,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.GetControlTestRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ControlTest.SerializeToString,
+            ),
+            'ListControlTests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListControlTests,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsResponse.SerializeToString,
+            ),
+            'ListMyControlTests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyControlTests,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListMyControlTestsRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsResponse.SerializeToString,
+            ),
+            'CompleteControlTest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteControlTest,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.CompleteControlTestRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.CompleteControlTestResponse.SerializeToString,
+            ),
+            'ReviewControlTest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewControlTest,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ReviewControlTestRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ControlTest.SerializeToString,
+            ),
+            'SweepControlTests': grpc.unary_unary_rpc_method_handler(
+                    servicer.SweepControlTests,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.SweepControlTestsRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.SweepControlTestsResponse.SerializeToString,
+            ),
+            'CreateIssue': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateIssue,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.CreateIssueRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.Issue.SerializeToString,
+            ),
+            'UpdateIssue': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateIssue,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.UpdateIssueRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.Issue.SerializeToString,
+            ),
+            'ChangeIssueStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeIssueStatus,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ChangeIssueStatusRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.Issue.SerializeToString,
+            ),
+            'GetIssue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIssue,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.GetIssueRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.IssueDetail.SerializeToString,
+            ),
+            'ListIssues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIssues,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListIssuesRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListIssuesResponse.SerializeToString,
+            ),
+            'ListMyIssues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyIssues,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ListMyIssuesRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ListIssuesResponse.SerializeToString,
+            ),
+            'AddIssueComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddIssueComment,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.AddIssueCommentRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.IssueComment.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'frontdesk.v1.ComplianceService', rpc_method_handlers)
@@ -70,7 +433,22 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ComplianceService:
-    """Controls, control tests and issues. Owned by the compliance service; grown with its capability.
+    """Controls, control tests and issues.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each item itself:
+    - controls: Control:manage writes; Control:manage or Control:read reads;
+    - control tests: Control:manage sees and manages all; an assignee holding Control:read and
+    ControlTest:read sees the tests assigned to them, and completes them with
+    ControlTest:update;
+    - issues: Issue:manage sees and manages all; an assignee holding Issue:read sees and
+    comments on the issues assigned to them.
+    An item the caller may not see is NOT_FOUND, whatever the id (unknown, another workspace's,
+    or someone else's). A missing permission that does not depend on the item is
+    PERMISSION_DENIED. The system (empty caller.person_id) may do everything in its workspace.
+    Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever an id is asked for, the readable number ("CTL-3", "TST-12", "ISS-4") works too.
+    Dates without a time (due dates, periods, deadlines) are "YYYY-MM-DD" strings, in UTC.
     """
 
     @staticmethod
@@ -90,6 +468,519 @@ class ComplianceService:
             '/frontdesk.v1.ComplianceService/Ping',
             frontdesk_dot_v1_dot_compliance__pb2.PingComplianceRequest.SerializeToString,
             frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateControl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/CreateControl',
+            frontdesk_dot_v1_dot_compliance__pb2.CreateControlRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.Control.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateControl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/UpdateControl',
+            frontdesk_dot_v1_dot_compliance__pb2.UpdateControlRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.Control.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetControl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/GetControl',
+            frontdesk_dot_v1_dot_compliance__pb2.GetControlRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.Control.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListControls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/ListControls',
+            frontdesk_dot_v1_dot_compliance__pb2.ListControlsRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ListControlsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateControlTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/CreateControlTest',
+            frontdesk_dot_v1_dot_compliance__pb2.CreateControlTestRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ControlTest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateControlTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/UpdateControlTest',
+            frontdesk_dot_v1_dot_compliance__pb2.UpdateControlTestRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ControlTest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetControlTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/GetControlTest',
+            frontdesk_dot_v1_dot_compliance__pb2.GetControlTestRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ControlTest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListControlTests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/ListControlTests',
+            frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyControlTests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/ListMyControlTests',
+            frontdesk_dot_v1_dot_compliance__pb2.ListMyControlTestsRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ListControlTestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteControlTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/CompleteControlTest',
+            frontdesk_dot_v1_dot_compliance__pb2.CompleteControlTestRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.CompleteControlTestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewControlTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/ReviewControlTest',
+            frontdesk_dot_v1_dot_compliance__pb2.ReviewControlTestRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ControlTest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SweepControlTests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/SweepControlTests',
+            frontdesk_dot_v1_dot_compliance__pb2.SweepControlTestsRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.SweepControlTestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateIssue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/CreateIssue',
+            frontdesk_dot_v1_dot_compliance__pb2.CreateIssueRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.Issue.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateIssue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/UpdateIssue',
+            frontdesk_dot_v1_dot_compliance__pb2.UpdateIssueRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.Issue.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeIssueStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/ChangeIssueStatus',
+            frontdesk_dot_v1_dot_compliance__pb2.ChangeIssueStatusRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.Issue.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIssue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/GetIssue',
+            frontdesk_dot_v1_dot_compliance__pb2.GetIssueRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.IssueDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIssues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/ListIssues',
+            frontdesk_dot_v1_dot_compliance__pb2.ListIssuesRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ListIssuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyIssues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/ListMyIssues',
+            frontdesk_dot_v1_dot_compliance__pb2.ListMyIssuesRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ListIssuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddIssueComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/AddIssueComment',
+            frontdesk_dot_v1_dot_compliance__pb2.AddIssueCommentRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.IssueComment.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,23 +28,183 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ComplianceServiceStub:
-    """Controls, control tests and issues. Owned by the compliance service; grown with its capability."""
+    """Controls, control tests and issues.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each item itself:
+      - controls: Control:manage writes; Control:manage or Control:read reads;
+      - control tests: Control:manage sees and manages all; an assignee holding Control:read and
+        ControlTest:read sees the tests assigned to them, and completes them with
+        ControlTest:update;
+      - issues: Issue:manage sees and manages all; an assignee holding Issue:read sees and
+        comments on the issues assigned to them.
+    An item the caller may not see is NOT_FOUND, whatever the id (unknown, another workspace's,
+    or someone else's). A missing permission that does not depend on the item is
+    PERMISSION_DENIED. The system (empty caller.person_id) may do everything in its workspace.
+    Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever an id is asked for, the readable number ("CTL-3", "TST-12", "ISS-4") works too.
+    Dates without a time (due dates, periods, deadlines) are "YYYY-MM-DD" strings, in UTC.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ComplianceServiceAsyncStub: ...
     Ping: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.PingComplianceRequest, _common_pb2.Empty]
+    CreateControl: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.CreateControlRequest, _compliance_pb2.Control]
+    """Controls.
+    Control:manage. A recurring, active control gets its first test (the current period,
+    assigned to the owner) in the same transaction.
+    """
+    UpdateControl: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.UpdateControlRequest, _compliance_pb2.Control]
+    """Control:manage. Only the fields that are set change. Making a control recurring (or
+    active again) schedules the current period's test when none is open.
+    """
+    GetControl: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.GetControlRequest, _compliance_pb2.Control]
+    """Control:manage or Control:read."""
+    ListControls: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ListControlsRequest, _compliance_pb2.ListControlsResponse]
+    CreateControlTest: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.CreateControlTestRequest, _compliance_pb2.ControlTest]
+    """Control tests.
+    Control:manage: an ad hoc test of a control (any frequency).
+    """
+    UpdateControlTest: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.UpdateControlTestRequest, _compliance_pb2.ControlTest]
+    """Control:manage: reassign or move the due date of a test that is not completed."""
+    GetControlTest: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.GetControlTestRequest, _compliance_pb2.ControlTest]
+    """The assignee (Control:read + ControlTest:read) or Control:manage; includes the control's
+    test procedure.
+    """
+    ListControlTests: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ListControlTestsRequest, _compliance_pb2.ListControlTestsResponse]
+    """Control:manage: every test of the workspace, with filters."""
+    ListMyControlTests: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ListMyControlTestsRequest, _compliance_pb2.ListControlTestsResponse]
+    """Control:read + ControlTest:read: the tests assigned to the caller."""
+    CompleteControlTest: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.CompleteControlTestRequest, _compliance_pb2.CompleteControlTestResponse]
+    """The assignee with ControlTest:update. Records result, notes, evidence, tester and time and
+    locks the test (a completed test is FAILED_PRECONDITION). A failed result opens an issue
+    in the same transaction; a scheduled test's completion schedules the next period's test.
+    Someone who can see the test but may not complete it gets PERMISSION_DENIED.
+    """
+    ReviewControlTest: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ReviewControlTestRequest, _compliance_pb2.ControlTest]
+    """Control:manage, someone other than the tester: approve or reject a completed test, once."""
+    SweepControlTests: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.SweepControlTestsRequest, _compliance_pb2.SweepControlTestsResponse]
+    """Control:manage or the system: run the periodic sweep now for the caller's workspace
+    (overdue transitions, tests of periods that have started). Replicas run it on a timer.
+    """
+    CreateIssue: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.CreateIssueRequest, _compliance_pb2.Issue]
+    """Issues.
+    Issue:manage. Reporter = the caller.
+    """
+    UpdateIssue: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.UpdateIssueRequest, _compliance_pb2.Issue]
+    """Issue:manage. Only the fields that are set change (recorded in the history)."""
+    ChangeIssueStatus: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ChangeIssueStatusRequest, _compliance_pb2.Issue]
+    """Issue:manage. An illegal transition is FAILED_PRECONDITION; Accepted needs an
+    acceptance deadline.
+    """
+    GetIssue: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.GetIssueRequest, _compliance_pb2.IssueDetail]
+    """The assignee (Issue:read) or Issue:manage: the issue with comments and history."""
+    ListIssues: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ListIssuesRequest, _compliance_pb2.ListIssuesResponse]
+    """Issue:manage: every issue of the workspace, with filters."""
+    ListMyIssues: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.ListMyIssuesRequest, _compliance_pb2.ListIssuesResponse]
+    """Issue:read: the issues assigned to the caller."""
+    AddIssueComment: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.AddIssueCommentRequest, _compliance_pb2.IssueComment]
+    """The assignee (Issue:read) or Issue:manage. Closed issues take no comments."""
 
 @_typing.type_check_only
 class ComplianceServiceAsyncStub(ComplianceServiceStub):
-    """Controls, control tests and issues. Owned by the compliance service; grown with its capability."""
+    """Controls, control tests and issues.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each item itself:
+      - controls: Control:manage writes; Control:manage or Control:read reads;
+      - control tests: Control:manage sees and manages all; an assignee holding Control:read and
+        ControlTest:read sees the tests assigned to them, and completes them with
+        ControlTest:update;
+      - issues: Issue:manage sees and manages all; an assignee holding Issue:read sees and
+        comments on the issues assigned to them.
+    An item the caller may not see is NOT_FOUND, whatever the id (unknown, another workspace's,
+    or someone else's). A missing permission that does not depend on the item is
+    PERMISSION_DENIED. The system (empty caller.person_id) may do everything in its workspace.
+    Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever an id is asked for, the readable number ("CTL-3", "TST-12", "ISS-4") works too.
+    Dates without a time (due dates, periods, deadlines) are "YYYY-MM-DD" strings, in UTC.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Ping: _aio.UnaryUnaryMultiCallable[_compliance_pb2.PingComplianceRequest, _common_pb2.Empty]  # type: ignore[assignment]
+    CreateControl: _aio.UnaryUnaryMultiCallable[_compliance_pb2.CreateControlRequest, _compliance_pb2.Control]  # type: ignore[assignment]
+    """Controls.
+    Control:manage. A recurring, active control gets its first test (the current period,
+    assigned to the owner) in the same transaction.
+    """
+    UpdateControl: _aio.UnaryUnaryMultiCallable[_compliance_pb2.UpdateControlRequest, _compliance_pb2.Control]  # type: ignore[assignment]
+    """Control:manage. Only the fields that are set change. Making a control recurring (or
+    active again) schedules the current period's test when none is open.
+    """
+    GetControl: _aio.UnaryUnaryMultiCallable[_compliance_pb2.GetControlRequest, _compliance_pb2.Control]  # type: ignore[assignment]
+    """Control:manage or Control:read."""
+    ListControls: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ListControlsRequest, _compliance_pb2.ListControlsResponse]  # type: ignore[assignment]
+    CreateControlTest: _aio.UnaryUnaryMultiCallable[_compliance_pb2.CreateControlTestRequest, _compliance_pb2.ControlTest]  # type: ignore[assignment]
+    """Control tests.
+    Control:manage: an ad hoc test of a control (any frequency).
+    """
+    UpdateControlTest: _aio.UnaryUnaryMultiCallable[_compliance_pb2.UpdateControlTestRequest, _compliance_pb2.ControlTest]  # type: ignore[assignment]
+    """Control:manage: reassign or move the due date of a test that is not completed."""
+    GetControlTest: _aio.UnaryUnaryMultiCallable[_compliance_pb2.GetControlTestRequest, _compliance_pb2.ControlTest]  # type: ignore[assignment]
+    """The assignee (Control:read + ControlTest:read) or Control:manage; includes the control's
+    test procedure.
+    """
+    ListControlTests: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ListControlTestsRequest, _compliance_pb2.ListControlTestsResponse]  # type: ignore[assignment]
+    """Control:manage: every test of the workspace, with filters."""
+    ListMyControlTests: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ListMyControlTestsRequest, _compliance_pb2.ListControlTestsResponse]  # type: ignore[assignment]
+    """Control:read + ControlTest:read: the tests assigned to the caller."""
+    CompleteControlTest: _aio.UnaryUnaryMultiCallable[_compliance_pb2.CompleteControlTestRequest, _compliance_pb2.CompleteControlTestResponse]  # type: ignore[assignment]
+    """The assignee with ControlTest:update. Records result, notes, evidence, tester and time and
+    locks the test (a completed test is FAILED_PRECONDITION). A failed result opens an issue
+    in the same transaction; a scheduled test's completion schedules the next period's test.
+    Someone who can see the test but may not complete it gets PERMISSION_DENIED.
+    """
+    ReviewControlTest: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ReviewControlTestRequest, _compliance_pb2.ControlTest]  # type: ignore[assignment]
+    """Control:manage, someone other than the tester: approve or reject a completed test, once."""
+    SweepControlTests: _aio.UnaryUnaryMultiCallable[_compliance_pb2.SweepControlTestsRequest, _compliance_pb2.SweepControlTestsResponse]  # type: ignore[assignment]
+    """Control:manage or the system: run the periodic sweep now for the caller's workspace
+    (overdue transitions, tests of periods that have started). Replicas run it on a timer.
+    """
+    CreateIssue: _aio.UnaryUnaryMultiCallable[_compliance_pb2.CreateIssueRequest, _compliance_pb2.Issue]  # type: ignore[assignment]
+    """Issues.
+    Issue:manage. Reporter = the caller.
+    """
+    UpdateIssue: _aio.UnaryUnaryMultiCallable[_compliance_pb2.UpdateIssueRequest, _compliance_pb2.Issue]  # type: ignore[assignment]
+    """Issue:manage. Only the fields that are set change (recorded in the history)."""
+    ChangeIssueStatus: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ChangeIssueStatusRequest, _compliance_pb2.Issue]  # type: ignore[assignment]
+    """Issue:manage. An illegal transition is FAILED_PRECONDITION; Accepted needs an
+    acceptance deadline.
+    """
+    GetIssue: _aio.UnaryUnaryMultiCallable[_compliance_pb2.GetIssueRequest, _compliance_pb2.IssueDetail]  # type: ignore[assignment]
+    """The assignee (Issue:read) or Issue:manage: the issue with comments and history."""
+    ListIssues: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ListIssuesRequest, _compliance_pb2.ListIssuesResponse]  # type: ignore[assignment]
+    """Issue:manage: every issue of the workspace, with filters."""
+    ListMyIssues: _aio.UnaryUnaryMultiCallable[_compliance_pb2.ListMyIssuesRequest, _compliance_pb2.ListIssuesResponse]  # type: ignore[assignment]
+    """Issue:read: the issues assigned to the caller."""
+    AddIssueComment: _aio.UnaryUnaryMultiCallable[_compliance_pb2.AddIssueCommentRequest, _compliance_pb2.IssueComment]  # type: ignore[assignment]
+    """The assignee (Issue:read) or Issue:manage. Closed issues take no comments."""
 
 class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Controls, control tests and issues. Owned by the compliance service; grown with its capability."""
+    """Controls, control tests and issues.
+
+    Every request carries the Caller. The service scopes each query to caller.workspace_id and
+    checks the caller's right to each item itself:
+      - controls: Control:manage writes; Control:manage or Control:read reads;
+      - control tests: Control:manage sees and manages all; an assignee holding Control:read and
+        ControlTest:read sees the tests assigned to them, and completes them with
+        ControlTest:update;
+      - issues: Issue:manage sees and manages all; an assignee holding Issue:read sees and
+        comments on the issues assigned to them.
+    An item the caller may not see is NOT_FOUND, whatever the id (unknown, another workspace's,
+    or someone else's). A missing permission that does not depend on the item is
+    PERMISSION_DENIED. The system (empty caller.person_id) may do everything in its workspace.
+    Validation errors are INVALID_ARGUMENT with "field: problem" (several joined by "; ").
+    Wherever an id is asked for, the readable number ("CTL-3", "TST-12", "ISS-4") works too.
+    Dates without a time (due dates, periods, deadlines) are "YYYY-MM-DD" strings, in UTC.
+    """
 
     @_abc_1.abstractmethod
     def Ping(
@@ -52,5 +212,175 @@ class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _compliance_pb2.PingComplianceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Empty, _abc.Awaitable[_common_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateControl(
+        self,
+        request: _compliance_pb2.CreateControlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.Control, _abc.Awaitable[_compliance_pb2.Control]]:
+        """Controls.
+        Control:manage. A recurring, active control gets its first test (the current period,
+        assigned to the owner) in the same transaction.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateControl(
+        self,
+        request: _compliance_pb2.UpdateControlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.Control, _abc.Awaitable[_compliance_pb2.Control]]:
+        """Control:manage. Only the fields that are set change. Making a control recurring (or
+        active again) schedules the current period's test when none is open.
+        """
+
+    @_abc_1.abstractmethod
+    def GetControl(
+        self,
+        request: _compliance_pb2.GetControlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.Control, _abc.Awaitable[_compliance_pb2.Control]]:
+        """Control:manage or Control:read."""
+
+    @_abc_1.abstractmethod
+    def ListControls(
+        self,
+        request: _compliance_pb2.ListControlsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ListControlsResponse, _abc.Awaitable[_compliance_pb2.ListControlsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateControlTest(
+        self,
+        request: _compliance_pb2.CreateControlTestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ControlTest, _abc.Awaitable[_compliance_pb2.ControlTest]]:
+        """Control tests.
+        Control:manage: an ad hoc test of a control (any frequency).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateControlTest(
+        self,
+        request: _compliance_pb2.UpdateControlTestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ControlTest, _abc.Awaitable[_compliance_pb2.ControlTest]]:
+        """Control:manage: reassign or move the due date of a test that is not completed."""
+
+    @_abc_1.abstractmethod
+    def GetControlTest(
+        self,
+        request: _compliance_pb2.GetControlTestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ControlTest, _abc.Awaitable[_compliance_pb2.ControlTest]]:
+        """The assignee (Control:read + ControlTest:read) or Control:manage; includes the control's
+        test procedure.
+        """
+
+    @_abc_1.abstractmethod
+    def ListControlTests(
+        self,
+        request: _compliance_pb2.ListControlTestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ListControlTestsResponse, _abc.Awaitable[_compliance_pb2.ListControlTestsResponse]]:
+        """Control:manage: every test of the workspace, with filters."""
+
+    @_abc_1.abstractmethod
+    def ListMyControlTests(
+        self,
+        request: _compliance_pb2.ListMyControlTestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ListControlTestsResponse, _abc.Awaitable[_compliance_pb2.ListControlTestsResponse]]:
+        """Control:read + ControlTest:read: the tests assigned to the caller."""
+
+    @_abc_1.abstractmethod
+    def CompleteControlTest(
+        self,
+        request: _compliance_pb2.CompleteControlTestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.CompleteControlTestResponse, _abc.Awaitable[_compliance_pb2.CompleteControlTestResponse]]:
+        """The assignee with ControlTest:update. Records result, notes, evidence, tester and time and
+        locks the test (a completed test is FAILED_PRECONDITION). A failed result opens an issue
+        in the same transaction; a scheduled test's completion schedules the next period's test.
+        Someone who can see the test but may not complete it gets PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def ReviewControlTest(
+        self,
+        request: _compliance_pb2.ReviewControlTestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ControlTest, _abc.Awaitable[_compliance_pb2.ControlTest]]:
+        """Control:manage, someone other than the tester: approve or reject a completed test, once."""
+
+    @_abc_1.abstractmethod
+    def SweepControlTests(
+        self,
+        request: _compliance_pb2.SweepControlTestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.SweepControlTestsResponse, _abc.Awaitable[_compliance_pb2.SweepControlTestsResponse]]:
+        """Control:manage or the system: run the periodic sweep now for the caller's workspace
+        (overdue transitions, tests of periods that have started). Replicas run it on a timer.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateIssue(
+        self,
+        request: _compliance_pb2.CreateIssueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.Issue, _abc.Awaitable[_compliance_pb2.Issue]]:
+        """Issues.
+        Issue:manage. Reporter = the caller.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateIssue(
+        self,
+        request: _compliance_pb2.UpdateIssueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.Issue, _abc.Awaitable[_compliance_pb2.Issue]]:
+        """Issue:manage. Only the fields that are set change (recorded in the history)."""
+
+    @_abc_1.abstractmethod
+    def ChangeIssueStatus(
+        self,
+        request: _compliance_pb2.ChangeIssueStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.Issue, _abc.Awaitable[_compliance_pb2.Issue]]:
+        """Issue:manage. An illegal transition is FAILED_PRECONDITION; Accepted needs an
+        acceptance deadline.
+        """
+
+    @_abc_1.abstractmethod
+    def GetIssue(
+        self,
+        request: _compliance_pb2.GetIssueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.IssueDetail, _abc.Awaitable[_compliance_pb2.IssueDetail]]:
+        """The assignee (Issue:read) or Issue:manage: the issue with comments and history."""
+
+    @_abc_1.abstractmethod
+    def ListIssues(
+        self,
+        request: _compliance_pb2.ListIssuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ListIssuesResponse, _abc.Awaitable[_compliance_pb2.ListIssuesResponse]]:
+        """Issue:manage: every issue of the workspace, with filters."""
+
+    @_abc_1.abstractmethod
+    def ListMyIssues(
+        self,
+        request: _compliance_pb2.ListMyIssuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ListIssuesResponse, _abc.Awaitable[_compliance_pb2.ListIssuesResponse]]:
+        """Issue:read: the issues assigned to the caller."""
+
+    @_abc_1.abstractmethod
+    def AddIssueComment(
+        self,
+        request: _compliance_pb2.AddIssueCommentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.IssueComment, _abc.Awaitable[_compliance_pb2.IssueComment]]:
+        """The assignee (Issue:read) or Issue:manage. Closed issues take no comments."""
 
 def add_ComplianceServiceServicer_to_server(servicer: ComplianceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
