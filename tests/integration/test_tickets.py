@@ -431,6 +431,17 @@ async def test_requester_comment_reopens_a_resolved_ticket(
     assert detail.status_history[1].note == "Replaced"
     assert detail.status_history[1].actor_id == agent_id
 
+    # Waiting for the requester: their answer hands the ticket back to the agents.
+    await stub.ChangeStatus(
+        T.ChangeStatusRequest(
+            caller=agent, ticket_id=ticket.id, status=T.TICKET_STATUS_WAITING_FOR_REQUESTER
+        )
+    )
+    answer = await stub.AddComment(
+        T.AddCommentRequest(caller=me, ticket_id=ticket.id, body="Model XR-7")
+    )
+    assert answer.ticket.status == T.TICKET_STATUS_IN_PROGRESS
+
 
 async def test_queue_filters_sorts_and_pages_for_agents_only(
     stub: tickets_pb2_grpc.TicketServiceStub,
