@@ -157,6 +157,8 @@ async def errors(
         return error_response(request, ApiError(404, "not_found", "not found"))
     except web.HTTPMethodNotAllowed:
         return error_response(request, ApiError(405, "method_not_allowed", "method not allowed"))
+    except web.HTTPException:
+        raise  # redirects (login_redirect, ctx.redirect) are answers, not failures
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(

@@ -15,6 +15,7 @@ from frontdesk.v1 import (
     directory_pb2,
     directory_pb2_grpc,
 )
+from yarl import URL
 
 from services.chassis.grpcio import channel
 from tests.gateway_client import GatewayClient
@@ -51,10 +52,19 @@ class Suite:
         return person.id
 
     async def client(self, email: str, surface: str = "portal") -> GatewayClient:
+        """A signed-in browser: the auth service's Login gives the session the gateway's
+        sign-in route would set as its cookie (sign-in itself is tested with auth)."""
         client = await GatewayClient.open(self.base, "acme")
         self.clients.append(client)
-        status, body = await client.login(email, PASSWORD, surface)
-        assert status == 200 and body["status"] == "ok", body
+        login = await self.auth.Login(
+            auth_pb2.LoginRequest(
+                workspace_id=self.ws, email=email, password=PASSWORD, surface=surface
+            )
+        )
+        assert login.status == "ok", login
+        client.http.cookie_jar.update_cookies({"fd_session": login.session_token}, URL(self.base))
+        await client.refresh_csrf()
+        assert client.csrf
         return client
 
 
@@ -320,3 +330,15 @@ async def test_ticket_pages_keep_typed_values_on_errors_and_redirect_on_success(
     assert "Vendor ticket 77" in page and "Internal note" in page
     status, page = await alice.get("/tickets/INC-1")
     assert "Vendor ticket 77" not in page
+
+
+async def test_ticket_pages_send_anonymous_visitors_to_sign_in(suite: Suite) -> None:
+    anonymous = await GatewayClient.open(suite.base, "acme")
+    suite.clients.append(anonymous)
+    async with anonymous.http.get(
+        suite.base + "/tickets/INC-1", headers=anonymous.headers(), allow_redirects=False
+    ) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == "/login?next=/tickets/INC-1"
+    status, body = await anonymous.get("/api/v1/tickets")
+    assert status == 401 and body["error"]["code"] == "unauthenticated"
