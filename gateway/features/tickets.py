@@ -953,6 +953,7 @@ async def _render_manage_detail(
         history.append(
             {
                 "at": _pretty_time(_time(h, "changed_at")),
+                "when": h.changed_at.ToNanoseconds(),
                 "who": names.get(h.actor_id, "System") if h.actor_id else "System",
                 "what": (
                     f"Status {STATUS_LABELS.get(status_name(h.from_status), '')} → "
@@ -972,12 +973,13 @@ async def _render_manage_detail(
         history.append(
             {
                 "at": _pretty_time(_time(f, "changed_at")),
+                "when": f.changed_at.ToNanoseconds(),
                 "who": names.get(f.actor_id, "System") if f.actor_id else "System",
                 "what": f"{f.field.replace('_', ' ').capitalize()}: {old or '—'} → {new or '—'}",
                 "note": "",
             }
         )
-    history.sort(key=lambda h: h["at"])
+    history.sort(key=lambda h: int(h["when"]))
     form = raw or {}
     return ctx.render(
         "tickets/manage_detail.html",
