@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,8 +16,6 @@ class Settings(ServiceSettings):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
-        import os
-
         env = os.environ if env is None else env
         base = ServiceSettings.from_env("compliance", env)
         return cls(
