@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 from frontdesk.v1 import events_pb2
@@ -36,6 +37,23 @@ async def add(conn: asyncpg.Connection, event: events_pb2.Event) -> None:
         uuid.UUID(event.workspace_id) if event.workspace_id else None,
         subject(event),
         event.SerializeToString(),
+    )
+    await conn.execute("select pg_notify($1, '')", CHANNEL)
+
+
+async def add_many(conn: asyncpg.Connection, events: Sequence[events_pb2.Event]) -> None:
+    """Write many events in one statement in the caller's transaction (bulk changes, imports)."""
+    if not events:
+        return
+    await conn.execute(
+        """
+        insert into outbox (event_id, workspace_id, subject, payload)
+        select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[])
+        """,
+        [uuid.UUID(e.event_id) for e in events],
+        [uuid.UUID(e.workspace_id) if e.workspace_id else None for e in events],
+        [subject(e) for e in events],
+        [e.SerializeToString() for e in events],
     )
     await conn.execute("select pg_notify($1, '')", CHANNEL)
 

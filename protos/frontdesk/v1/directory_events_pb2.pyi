@@ -233,8 +233,13 @@ class RoleChanged(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     PERMISSIONS_FIELD_NUMBER: _builtins.int
     AFFECTED_PERSON_IDS_FIELD_NUMBER: _builtins.int
+    AFFECTS_EVERYONE_FIELD_NUMBER: _builtins.int
     role_id: _builtins.str
     name: _builtins.str
+    affects_everyone: _builtins.bool
+    """True when too many persons are affected to list (affected_person_ids is then empty):
+    consumers drop everything they cache about the workspace's persons.
+    """
     @_builtins.property
     def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -246,10 +251,11 @@ class RoleChanged(_message.Message):
         name: _builtins.str = ...,
         permissions: _abc.Iterable[_builtins.str] | None = ...,
         affected_person_ids: _abc.Iterable[_builtins.str] | None = ...,
+        affects_everyone: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_person_ids", b"affected_person_ids", "name", b"name", "permissions", b"permissions", "role_id", b"role_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_person_ids", b"affected_person_ids", "affects_everyone", b"affects_everyone", "name", b"name", "permissions", b"permissions", "role_id", b"role_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -263,8 +269,11 @@ class GroupChanged(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ROLE_IDS_FIELD_NUMBER: _builtins.int
     AFFECTED_PERSON_IDS_FIELD_NUMBER: _builtins.int
+    AFFECTS_EVERYONE_FIELD_NUMBER: _builtins.int
     group_id: _builtins.str
     name: _builtins.str
+    affects_everyone: _builtins.bool
+    """As in RoleChanged: too many members to list."""
     @_builtins.property
     def role_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -276,10 +285,11 @@ class GroupChanged(_message.Message):
         name: _builtins.str = ...,
         role_ids: _abc.Iterable[_builtins.str] | None = ...,
         affected_person_ids: _abc.Iterable[_builtins.str] | None = ...,
+        affects_everyone: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_person_ids", b"affected_person_ids", "group_id", b"group_id", "name", b"name", "role_ids", b"role_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_person_ids", b"affected_person_ids", "affects_everyone", b"affects_everyone", "group_id", b"group_id", "name", b"name", "role_ids", b"role_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

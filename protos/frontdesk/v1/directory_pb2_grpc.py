@@ -270,6 +270,8 @@ class DirectoryServiceServicer:
 
     def RegisterPerson(self, request, context):
         """Self-registration: checks the workspace's mode, applies portal-access defaults, joins Portal Users.
+        FAILED_PRECONDITION when self-registration is off, PERMISSION_DENIED when the e-mail's domain
+        is not among the allowed ones, ALREADY_EXISTS when the e-mail is taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,7 +51,10 @@ class DirectoryServiceStub:
     PortalUsage: _grpc.UnaryUnaryMultiCallable[_directory_pb2.PortalUsageRequest, _directory_pb2.ListPersonsResponse]
     RecordPortalLogin: _grpc.UnaryUnaryMultiCallable[_directory_pb2.RecordPortalLoginRequest, _common_pb2.Empty]
     RegisterPerson: _grpc.UnaryUnaryMultiCallable[_directory_pb2.RegisterPersonRequest, _directory_pb2.Person]
-    """Self-registration: checks the workspace's mode, applies portal-access defaults, joins Portal Users."""
+    """Self-registration: checks the workspace's mode, applies portal-access defaults, joins Portal Users.
+    FAILED_PRECONDITION when self-registration is off, PERMISSION_DENIED when the e-mail's domain
+    is not among the allowed ones, ALREADY_EXISTS when the e-mail is taken.
+    """
     ListPermissionCatalog: _grpc.UnaryUnaryMultiCallable[_directory_pb2.ListPermissionCatalogRequest, _directory_pb2.PermissionCatalog]
     """Roles and groups."""
     ListRoles: _grpc.UnaryUnaryMultiCallable[_directory_pb2.ListRolesRequest, _directory_pb2.ListRolesResponse]
@@ -98,7 +101,10 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     PortalUsage: _aio.UnaryUnaryMultiCallable[_directory_pb2.PortalUsageRequest, _directory_pb2.ListPersonsResponse]  # type: ignore[assignment]
     RecordPortalLogin: _aio.UnaryUnaryMultiCallable[_directory_pb2.RecordPortalLoginRequest, _common_pb2.Empty]  # type: ignore[assignment]
     RegisterPerson: _aio.UnaryUnaryMultiCallable[_directory_pb2.RegisterPersonRequest, _directory_pb2.Person]  # type: ignore[assignment]
-    """Self-registration: checks the workspace's mode, applies portal-access defaults, joins Portal Users."""
+    """Self-registration: checks the workspace's mode, applies portal-access defaults, joins Portal Users.
+    FAILED_PRECONDITION when self-registration is off, PERMISSION_DENIED when the e-mail's domain
+    is not among the allowed ones, ALREADY_EXISTS when the e-mail is taken.
+    """
     ListPermissionCatalog: _aio.UnaryUnaryMultiCallable[_directory_pb2.ListPermissionCatalogRequest, _directory_pb2.PermissionCatalog]  # type: ignore[assignment]
     """Roles and groups."""
     ListRoles: _aio.UnaryUnaryMultiCallable[_directory_pb2.ListRolesRequest, _directory_pb2.ListRolesResponse]  # type: ignore[assignment]
@@ -214,7 +220,10 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _directory_pb2.RegisterPersonRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_directory_pb2.Person, _abc.Awaitable[_directory_pb2.Person]]:
-        """Self-registration: checks the workspace's mode, applies portal-access defaults, joins Portal Users."""
+        """Self-registration: checks the workspace's mode, applies portal-access defaults, joins Portal Users.
+        FAILED_PRECONDITION when self-registration is off, PERMISSION_DENIED when the e-mail's domain
+        is not among the allowed ones, ALREADY_EXISTS when the e-mail is taken.
+        """
 
     @_abc_1.abstractmethod
     def ListPermissionCatalog(
