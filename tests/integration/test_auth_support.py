@@ -54,6 +54,7 @@ class AuthWorld:
     ws: str
     admin_id: str
     admin_email: str
+    slug: str = ""
     channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     def system(self) -> common_pb2.Caller:
@@ -154,6 +155,7 @@ async def make_world(stack: Stack, **auth_env: str) -> AuthWorld:
         ws=created.workspace.id,
         admin_id=created.admin.id,
         admin_email=created.admin.email,
+        slug=slug,
     )
 
     async def close_channels() -> None:
@@ -231,7 +233,9 @@ class OidcProvider:
 
 
 @contextlib.asynccontextmanager
-async def run_oidc_provider() -> AsyncIterator[OidcProvider]:
+async def run_oidc_provider(
+    redirect_uri: str = "http://127.0.0.1:9/auth/sso/callback",
+) -> AsyncIterator[OidcProvider]:
     """Start the provider and its proxy (skips the test when node is missing)."""
     node = shutil.which("node")
     if node is None:
@@ -255,7 +259,7 @@ async def run_oidc_provider() -> AsyncIterator[OidcProvider]:
         issuer=f"http://127.0.0.1:{proxy_port}",
         client_id="frontdesk-test",
         client_secret="test-client-secret-" + uuid.uuid4().hex,
-        redirect_uri="http://127.0.0.1:9/auth/sso/callback",
+        redirect_uri=redirect_uri,
         signing_key=key,
     )
     env = {
