@@ -21,7 +21,14 @@ from prometheus_client import Counter, Histogram
 from gateway.backends import Backends
 from gateway.cache import Caches, Invalidator
 from gateway.errors import ApiError, from_grpc, not_found
-from gateway.routing import STATE_KEY, GatewayState, build_handler, error_response
+from gateway.routing import (
+    ROUTE_KEY,
+    STATE_KEY,
+    WORKSPACE_KEY,
+    GatewayState,
+    build_handler,
+    error_response,
+)
 from gateway.settings import Settings
 from services.chassis import natsconn
 from services.chassis.grpcio import call
@@ -79,7 +86,7 @@ async def observe(
         raise
     finally:
         elapsed = time.perf_counter() - started
-        route = request.get("route")
+        route = request.get(ROUTE_KEY)
         template = (
             route.path
             if route is not None
@@ -91,7 +98,7 @@ async def observe(
         )
         REQUESTS.labels(request.method, template, str(status)).inc()
         LATENCY.labels(request.method, template).observe(elapsed)
-        workspace = request.get("workspace")
+        workspace = request.get(WORKSPACE_KEY)
         access_log.info(
             "%s %s %d",
             request.method,
@@ -190,7 +197,8 @@ async def resolve_workspace(
                 if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                     raise
                 caches.unknown_hosts.put(slug, True)
-        request["workspace"] = workspace
+        if workspace is not None:
+            request[WORKSPACE_KEY] = workspace
     return await handler(request)
 
 

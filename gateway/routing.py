@@ -91,6 +91,9 @@ class GatewayState:
 
 
 STATE_KEY = web.AppKey("frontdesk_state", GatewayState)
+ROUTE_KEY = web.RequestKey("frontdesk_route", Route)
+CTX_KEY: web.RequestKey[Ctx] = web.RequestKey("frontdesk_ctx")
+WORKSPACE_KEY = web.RequestKey("frontdesk_workspace", directory_pb2.Workspace)
 
 
 def session_cookie_name(secure: bool) -> str:
@@ -358,11 +361,11 @@ async def _parse_json_body(ctx: Ctx) -> Any:
 def build_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def guarded(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE_KEY]
-        request["route"] = route
+        request[ROUTE_KEY] = route
         ctx = Ctx(request=request, route=route, state=state)
-        request["ctx"] = ctx
+        request[CTX_KEY] = ctx
         if route.needs_workspace:
-            workspace = request.get("workspace")
+            workspace = request.get(WORKSPACE_KEY)
             if workspace is None:
                 raise not_found("workspace")
             ctx.workspace = workspace
@@ -447,14 +450,14 @@ def build_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
 
 def error_response(request: web.Request, error: ApiError) -> web.StreamResponse:
     """JSON for the API (and non-page routes); an HTML page for browsers on pages."""
-    route: Route | None = request.get("route")
+    route: Route | None = request.get(ROUTE_KEY)
     wants_page = (
         route.kind == "page"
         if route is not None
         else ("text/html" in request.headers.get("Accept", "") and "/api/" not in request.path)
     )
     if wants_page:
-        ctx: Ctx | None = request.get("ctx")
+        ctx: Ctx | None = request.get(CTX_KEY)
         values: dict[str, Any] = {"error": error, "status": error.status}
         try:
             if ctx is not None:
@@ -472,7 +475,7 @@ def error_response(request: web.Request, error: ApiError) -> web.StreamResponse:
         )
     for key, value in error.headers.items():
         response.headers[key] = value
-    ctx = request.get("ctx")
+    ctx = request.get(CTX_KEY)
     if ctx is not None:
         for name, value, options in ctx._set_cookies:
             response.set_cookie(name, value, **options)
