@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -108,8 +109,17 @@ class Launcher:
             self.nats_url = self.nats.url
             say("nats", f"embedded with JetStream, 127.0.0.1:{self.plan.nats_port}")
 
+    def secret_key(self) -> str:
+        """Auth's encryption key for TOTP and SSO secrets: made on first run, kept with the data."""
+        path = self.plan.data_dir / "auth-secret-key"
+        if not path.exists():
+            path.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def service_env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.setdefault("FRONTDESK_AUTH_SECRET_KEY", self.secret_key())
         env.update(
             FRONTDESK_DATABASE_URL=self.database_url,
             FRONTDESK_NATS_URL=self.nats_url,
@@ -319,8 +329,11 @@ async def up(plan: Plan) -> int:
         print(f"\nFrontdesk could not start: {exc}", file=sys.stderr, flush=True)
         code = 1
     except grpc.aio.AioRpcError as exc:
-        print(f"\nFrontdesk could not create the demo workspace: {exc.code().name}: {exc.details()}",
-              file=sys.stderr, flush=True)
+        print(
+            f"\nFrontdesk could not create the demo workspace: {exc.code().name}: {exc.details()}",
+            file=sys.stderr,
+            flush=True,
+        )
         code = 1
     finally:
         print("\nStopping Frontdesk", flush=True)

@@ -11,6 +11,7 @@ state-changing requests carry the CSRF token; the JSON body matches the schema (
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -159,6 +160,11 @@ class Ctx:
         return bool(self.permissions & MANAGEMENT_PERMISSIONS)
 
     @property
+    def client_ip(self) -> str:
+        """The caller's address; X-Forwarded-For is believed only from a trusted proxy."""
+        return client_ip(self.request, self.state.settings.trusted_proxies)
+
+    @property
     def csrf_token(self) -> str:
         if self.session_token:
             return csrf_for_session(self.session_token)
@@ -241,6 +247,26 @@ class Ctx:
             return msgspec.convert(cleaned, type=schema, strict=False), {}, raw
         except msgspec.ValidationError as exc:
             return None, validation_fields(exc), raw
+
+
+def client_ip(
+    request: web.Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> str:
+    remote = request.remote or ""
+    if not trusted:
+        return remote
+    try:
+        hop = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    # Walk X-Forwarded-For from the right, skipping our own proxies.
+    chain = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
+    while any(hop in net for net in trusted) and chain:
+        try:
+            hop = ipaddress.ip_address(chain.pop())
+        except ValueError:
+            break
+    return str(hop)
 
 
 def validation_fields(exc: msgspec.ValidationError) -> dict[str, str]:
@@ -390,7 +416,10 @@ def build_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
                 raise ApiError(401, "unauthenticated", "sign in first")
             if ctx.session.two_factor_pending_enrollment and not route.allow_enrollment:
                 if _wants_html(route):
-                    raise web.HTTPSeeOther("/profile/2fa")
+                    in_management = request.path.startswith("/management")
+                    raise web.HTTPSeeOther(
+                        "/management/profile/2fa" if in_management else "/profile/2fa"
+                    )
                 raise ApiError(
                     403, "two_factor_required", "this workspace requires two-factor; enrol first"
                 )

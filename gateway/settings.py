@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.chassis.settings import env_bool, env_float, env_int, env_str
+from services.chassis.settings import SettingsError, env_bool, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Settings:
     max_upload_bytes: int
     metrics_enabled: bool
     log_level: str
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,4 +50,19 @@ class Settings:
             max_upload_bytes=env_int(env, "FRONTDESK_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
             metrics_enabled=env_bool(env, "FRONTDESK_GATEWAY_METRICS", True),
             log_level=env.get("FRONTDESK_LOG_LEVEL", "INFO").upper(),
+            trusted_proxies=_networks(env.get("FRONTDESK_TRUSTED_PROXIES", "")),
         )
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """'10.0.0.0/8, 127.0.0.1' -> networks; a malformed entry stops the gateway at start."""
+    nets = []
+    for part in raw.split(","):
+        if part.strip():
+            try:
+                nets.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise SettingsError(
+                    f"FRONTDESK_TRUSTED_PROXIES: {part.strip()!r} is not an address or network"
+                ) from None
+    return tuple(nets)

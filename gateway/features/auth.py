@@ -64,7 +64,7 @@ def see_other(location: str) -> web.Response:
 
 
 def client_ip(ctx: Ctx) -> str:
-    return ctx.request.remote or ""
+    return ctx.client_ip
 
 
 def user_agent(ctx: Ctx) -> str:
