@@ -1,4 +1,8 @@
-"""Gateway surface of the directory capability (routes, handlers, schemas)."""
+"""Gateway surface of the directory capability: management of persons, import, roles, groups,
+portal settings, portal usage and the audit trail (pages and /management/api/v1 JSON).
+
+Owned by the directory-gateway engineer (see gateway/FEATURES.md).
+"""
 
 from __future__ import annotations
 
