@@ -80,7 +80,7 @@ def _pretty(value: str | None) -> str:
 # -- JSON schemas ---------------------------------------------------------------------------
 
 
-class Notifications(msgspec.Struct):
+class PersonNotifications(msgspec.Struct):
     ticket_updates: bool = False
     issue_assigned: bool = False
     control_test_assigned: bool = False
@@ -94,7 +94,7 @@ class PersonOut(msgspec.Struct):
     login_name: str | None
     active: bool
     portal_access: bool
-    notifications: Notifications
+    notifications: PersonNotifications
     role_ids: list[str]
     group_ids: list[str]
     created_at: str | None
@@ -129,7 +129,7 @@ class PersonPatchIn(msgspec.Struct, forbid_unknown_fields=True):
     login_name: Annotated[str, msgspec.Meta(max_length=100)] | None = None  # "" clears
     active: bool | None = None
     portal_access: bool | None = None
-    notifications: Notifications | None = None
+    notifications: PersonNotifications | None = None
 
 
 class RoleGrantIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -294,15 +294,15 @@ class AuditQuery(msgspec.Struct):
     page_token: str = ""
 
 
-class Ok(msgspec.Struct):
-    status: str = "ok"
+class DeletedOut(msgspec.Struct):
+    status: str = "deleted"
 
 
 # -- conversions ----------------------------------------------------------------------------
 
 
-def notifications_out(n: directory_pb2.NotificationPreferences) -> Notifications:
-    return Notifications(
+def notifications_out(n: directory_pb2.NotificationPreferences) -> PersonNotifications:
+    return PersonNotifications(
         ticket_updates=n.ticket_updates,
         issue_assigned=n.issue_assigned,
         control_test_assigned=n.control_test_assigned,
@@ -406,7 +406,7 @@ def audit_out(a: directory_pb2.AuditEntry) -> AuditEntryOut:
     )
 
 
-def _notifications_pb(n: Notifications) -> directory_pb2.NotificationPreferences:
+def _notifications_pb(n: PersonNotifications) -> directory_pb2.NotificationPreferences:
     return D.NotificationPreferences(
         ticket_updates=n.ticket_updates,
         issue_assigned=n.issue_assigned,
@@ -784,7 +784,7 @@ async def api_delete_role(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         ctx.backends.directory.DeleteRole,
         D.DeleteRoleRequest(caller=ctx.caller(), role_id=request.match_info["id"], force=q.force),
     )
-    return ctx.json(Ok())
+    return ctx.json(DeletedOut())
 
 
 async def api_permissions(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -856,7 +856,7 @@ async def api_delete_group(request: web.Request, ctx: Ctx) -> web.StreamResponse
         ctx.backends.directory.DeleteGroup,
         D.DeleteGroupRequest(caller=ctx.caller(), group_id=request.match_info["id"]),
     )
-    return ctx.json(Ok())
+    return ctx.json(DeletedOut())
 
 
 async def _set_member(ctx: Ctx, group_id: str, person_id: str, member: bool) -> None:
@@ -1064,8 +1064,8 @@ def _job_view(j: directory_pb2.ImportJob) -> dict[str, Any]:
     out["errors"] = [msgspec.structs.asdict(e) for e in out["errors"]]
     out["badge"] = JOB_BADGES.get(j.status, "")
     out["running"] = j.status in ("pending", "running")
-    out["created"] = _pretty(out["created_at"])
-    out["finished"] = _pretty(out["finished_at"])
+    out["started_text"] = _pretty(out["created_at"])
+    out["finished_text"] = _pretty(out["finished_at"])
     return out
 
 
@@ -1255,7 +1255,7 @@ async def page_update_person(request: web.Request, ctx: Ctx) -> web.StreamRespon
         name=raw.get("name", ""),
         login_name=raw.get("login_name", ""),
         portal_access=_checked(raw, "portal_access"),
-        notifications=Notifications(**{k: _checked(raw, k) for k in NOTIFICATIONS}),
+        notifications=PersonNotifications(**{k: _checked(raw, k) for k in NOTIFICATIONS}),
     )
     if "active" in raw or "active_shown" in raw:
         patch.active = _checked(raw, "active")
@@ -2125,7 +2125,7 @@ ROUTES: list[Route] = [
         api_delete_role,
         ROLES,
         query=DeleteRoleQuery,
-        response=Ok,
+        response=DeletedOut,
         summary="Delete a role: 409 while assigned unless ?force=true; built-ins never",
     ),
     # JSON: groups.
@@ -2155,7 +2155,7 @@ ROUTES: list[Route] = [
         f"{API}/groups/{{id}}",
         api_delete_group,
         GROUPS,
-        response=Ok,
+        response=DeletedOut,
         summary="Delete a group (built-ins cannot be deleted: 409)",
     ),
     _m(
