@@ -99,3 +99,19 @@ def portal_login(workspace_id: uuid.UUID, person_id: uuid.UUID) -> events_pb2.Ev
     return new_event(
         str(workspace_id), str(person_id), "directory", "portal_login_recorded", payload
     )
+
+
+def persons_imported(
+    workspace_id: uuid.UUID,
+    import_id: uuid.UUID,
+    created: Sequence[uuid.UUID],
+    updated: Sequence[uuid.UUID],
+    actor: str,
+) -> events_pb2.Event:
+    payload = ev.PersonsImported(
+        import_id=str(import_id),
+        created_person_ids=[str(i) for i in created],
+        updated_person_ids=[str(i) for i in updated],
+        affected_person_ids=[str(i) for i in [*created, *updated]],
+    )
+    return new_event(str(workspace_id), actor, "directory", "persons_imported", payload)

@@ -1061,7 +1061,7 @@ class DirectoryService:
                 try:
                     async with self._tx() as conn:
                         plan = await _plan_chunk(conn, settings, groups, chunk)
-                        await _apply_chunk(conn, ws, actor, plan)
+                        await _apply_chunk(conn, ws, job.id, actor, plan)
                         room = max(MAX_STORED_ERRORS - stored_errors, 0)
                         await store.import_progress(
                             conn,
@@ -1176,9 +1176,16 @@ async def _plan_chunk(
 
 
 async def _apply_chunk(
-    conn: asyncpg.Connection, workspace_id: uuid.UUID, actor: str, plan: _ChunkPlan
+    conn: asyncpg.Connection,
+    workspace_id: uuid.UUID,
+    import_id: uuid.UUID,
+    actor: str,
+    plan: _ChunkPlan,
 ) -> None:
-    """One chunk's persons, memberships, audit rows and events, in the caller's transaction."""
+    """One chunk's persons, memberships, audit rows and events, in the caller's transaction.
+
+    Creations and name changes go out as one persons_imported event per chunk; changes of access
+    of existing persons (active, portal access, new group memberships) as one event each."""
     await store.insert_persons_bulk(conn, workspace_id, plan.creates)
     changed = [(b, a, c) for b, a, c in plan.updates if c]
     await store.update_persons_bulk(conn, workspace_id, [a for _, a, _ in changed])
@@ -1186,12 +1193,21 @@ async def _apply_chunk(
     outgoing: list[events_pb2.Event] = []
     audit: list[tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None]] = []
     for person in plan.creates:
-        outgoing.append(events.person_changed("person_created", person, actor, ["import"]))
         audit.append(("person.imported", "person", str(person.id), None, person.as_json()))
+    renamed: list[uuid.UUID] = []
     for before, after, fields in changed:
-        outgoing.extend(_person_events(before, after, fields, actor))
+        if {"active", "portal_access"} & set(fields):
+            outgoing.extend(_person_events(before, after, fields, actor))
+        else:
+            renamed.append(after.id)
         audit.append(
             ("person.imported", "person", str(after.id), before.as_json(), after.as_json())
+        )
+    if plan.creates or renamed:
+        outgoing.append(
+            events.persons_imported(
+                workspace_id, import_id, [p.id for p in plan.creates], renamed, actor
+            )
         )
     for group_id, person_id, is_new in plan.new_members:
         if not is_new:

@@ -4,6 +4,7 @@ effective permissions and portal sign-ins. Also holds the helpers the other dire
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -69,14 +70,21 @@ class Directory:
         )
 
 
-@pytest.fixture
-async def directory(stack: Stack) -> AsyncIterator[Directory]:
+@contextlib.asynccontextmanager
+async def open_directory(stack: Stack) -> AsyncIterator[Directory]:
+    """Start the directory service in `stack` and yield a client of it."""
     await stack.start("directory")
     ch = channel(stack.addresses["directory"])
     try:
         yield Directory(directory_pb2_grpc.DirectoryServiceStub(ch), stack)
     finally:
         await ch.close()
+
+
+@pytest.fixture
+async def directory(stack: Stack) -> AsyncIterator[Directory]:
+    async with open_directory(stack) as client:
+        yield client
 
 
 async def collect_events(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#frontdesk/v1/directory_events.proto\x12\x0c\x66rontdesk.v1\"\xd1\x08\n\x0e\x44irectoryEvent\x12;\n\x11workspace_created\x18\x01 \x01(\x0b\x32\x1e.frontdesk.v1.WorkspaceCreatedH\x00\x12\x35\n\x0eperson_created\x18\x02 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12\x35\n\x0eperson_updated\x18\x03 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12\x39\n\x12person_deactivated\x18\x04 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12\x39\n\x12person_reactivated\x18\x05 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12<\n\x15portal_access_changed\x18\x06 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12;\n\x0crole_granted\x18\x07 \x01(\x0b\x32#.frontdesk.v1.RoleAssignmentChangedH\x00\x12;\n\x0crole_revoked\x18\x08 \x01(\x0b\x32#.frontdesk.v1.RoleAssignmentChangedH\x00\x12\x42\n\x12group_member_added\x18\t \x01(\x0b\x32$.frontdesk.v1.GroupMembershipChangedH\x00\x12\x44\n\x14group_member_removed\x18\n \x01(\x0b\x32$.frontdesk.v1.GroupMembershipChangedH\x00\x12\x31\n\x0crole_created\x18\x0b \x01(\x0b\x32\x19.frontdesk.v1.RoleChangedH\x00\x12=\n\x18role_permissions_changed\x18\x0c \x01(\x0b\x32\x19.frontdesk.v1.RoleChangedH\x00\x12\x31\n\x0crole_deleted\x18\r \x01(\x0b\x32\x19.frontdesk.v1.RoleChangedH\x00\x12\x33\n\rgroup_created\x18\x0e \x01(\x0b\x32\x1a.frontdesk.v1.GroupChangedH\x00\x12\x39\n\x13group_roles_changed\x18\x0f \x01(\x0b\x32\x1a.frontdesk.v1.GroupChangedH\x00\x12\x33\n\rgroup_deleted\x18\x10 \x01(\x0b\x32\x1a.frontdesk.v1.GroupChangedH\x00\x12\x46\n\x17portal_settings_changed\x18\x11 \x01(\x0b\x32#.frontdesk.v1.PortalSettingsChangedH\x00\x12\x42\n\x15portal_login_recorded\x18\x12 \x01(\x0b\x32!.frontdesk.v1.PortalLoginRecordedH\x00\x42\x06\n\x04kind\"G\n\x10WorkspaceCreated\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64min_person_id\x18\x03 \x01(\t\"\x8d\x01\n\rPersonChanged\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x15\n\rportal_access\x18\x04 \x01(\x08\x12\x16\n\x0e\x63hanged_fields\x18\x05 \x03(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x06 \x03(\t\"X\n\x15RoleAssignmentChanged\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0f\n\x07role_id\x18\x02 \x01(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x03 \x03(\t\"Z\n\x16GroupMembershipChanged\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x03 \x03(\t\"x\n\x0bRoleChanged\x12\x0f\n\x07role_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bpermissions\x18\x03 \x03(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x04 \x03(\t\x12\x18\n\x10\x61\x66\x66\x65\x63ts_everyone\x18\x05 \x01(\x08\"w\n\x0cGroupChanged\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08role_ids\x18\x03 \x03(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x04 \x03(\t\x12\x18\n\x10\x61\x66\x66\x65\x63ts_everyone\x18\x05 \x01(\x08\"I\n\x15PortalSettingsChanged\x12\x16\n\x0e\x63hanged_fields\x18\x01 \x03(\t\x12\x18\n\x10\x61\x66\x66\x65\x63ts_everyone\x18\x02 \x01(\x08\"(\n\x13PortalLoginRecorded\x12\x11\n\tperson_id\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#frontdesk/v1/directory_events.proto\x12\x0c\x66rontdesk.v1\"\x8c\t\n\x0e\x44irectoryEvent\x12;\n\x11workspace_created\x18\x01 \x01(\x0b\x32\x1e.frontdesk.v1.WorkspaceCreatedH\x00\x12\x35\n\x0eperson_created\x18\x02 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12\x35\n\x0eperson_updated\x18\x03 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12\x39\n\x12person_deactivated\x18\x04 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12\x39\n\x12person_reactivated\x18\x05 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12<\n\x15portal_access_changed\x18\x06 \x01(\x0b\x32\x1b.frontdesk.v1.PersonChangedH\x00\x12;\n\x0crole_granted\x18\x07 \x01(\x0b\x32#.frontdesk.v1.RoleAssignmentChangedH\x00\x12;\n\x0crole_revoked\x18\x08 \x01(\x0b\x32#.frontdesk.v1.RoleAssignmentChangedH\x00\x12\x42\n\x12group_member_added\x18\t \x01(\x0b\x32$.frontdesk.v1.GroupMembershipChangedH\x00\x12\x44\n\x14group_member_removed\x18\n \x01(\x0b\x32$.frontdesk.v1.GroupMembershipChangedH\x00\x12\x31\n\x0crole_created\x18\x0b \x01(\x0b\x32\x19.frontdesk.v1.RoleChangedH\x00\x12=\n\x18role_permissions_changed\x18\x0c \x01(\x0b\x32\x19.frontdesk.v1.RoleChangedH\x00\x12\x31\n\x0crole_deleted\x18\r \x01(\x0b\x32\x19.frontdesk.v1.RoleChangedH\x00\x12\x33\n\rgroup_created\x18\x0e \x01(\x0b\x32\x1a.frontdesk.v1.GroupChangedH\x00\x12\x39\n\x13group_roles_changed\x18\x0f \x01(\x0b\x32\x1a.frontdesk.v1.GroupChangedH\x00\x12\x33\n\rgroup_deleted\x18\x10 \x01(\x0b\x32\x1a.frontdesk.v1.GroupChangedH\x00\x12\x46\n\x17portal_settings_changed\x18\x11 \x01(\x0b\x32#.frontdesk.v1.PortalSettingsChangedH\x00\x12\x42\n\x15portal_login_recorded\x18\x12 \x01(\x0b\x32!.frontdesk.v1.PortalLoginRecordedH\x00\x12\x39\n\x10persons_imported\x18\x13 \x01(\x0b\x32\x1d.frontdesk.v1.PersonsImportedH\x00\x42\x06\n\x04kind\"G\n\x10WorkspaceCreated\x12\x0c\n\x04slug\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0f\x61\x64min_person_id\x18\x03 \x01(\t\"\x8d\x01\n\rPersonChanged\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x15\n\rportal_access\x18\x04 \x01(\x08\x12\x16\n\x0e\x63hanged_fields\x18\x05 \x03(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x06 \x03(\t\"X\n\x15RoleAssignmentChanged\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0f\n\x07role_id\x18\x02 \x01(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x03 \x03(\t\"Z\n\x16GroupMembershipChanged\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x03 \x03(\t\"x\n\x0bRoleChanged\x12\x0f\n\x07role_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bpermissions\x18\x03 \x03(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x04 \x03(\t\x12\x18\n\x10\x61\x66\x66\x65\x63ts_everyone\x18\x05 \x01(\x08\"w\n\x0cGroupChanged\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08role_ids\x18\x03 \x03(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x04 \x03(\t\x12\x18\n\x10\x61\x66\x66\x65\x63ts_everyone\x18\x05 \x01(\x08\"I\n\x15PortalSettingsChanged\x12\x16\n\x0e\x63hanged_fields\x18\x01 \x03(\t\x12\x18\n\x10\x61\x66\x66\x65\x63ts_everyone\x18\x02 \x01(\x08\"(\n\x13PortalLoginRecorded\x12\x11\n\tperson_id\x18\x01 \x01(\t\"y\n\x0fPersonsImported\x12\x11\n\timport_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63reated_person_ids\x18\x02 \x03(\t\x12\x1a\n\x12updated_person_ids\x18\x03 \x03(\t\x12\x1b\n\x13\x61\x66\x66\x65\x63ted_person_ids\x18\x04 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,21 +32,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'frontdesk.v1.directory_even
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DIRECTORYEVENT']._serialized_start=54
-  _globals['_DIRECTORYEVENT']._serialized_end=1159
-  _globals['_WORKSPACECREATED']._serialized_start=1161
-  _globals['_WORKSPACECREATED']._serialized_end=1232
-  _globals['_PERSONCHANGED']._serialized_start=1235
-  _globals['_PERSONCHANGED']._serialized_end=1376
-  _globals['_ROLEASSIGNMENTCHANGED']._serialized_start=1378
-  _globals['_ROLEASSIGNMENTCHANGED']._serialized_end=1466
-  _globals['_GROUPMEMBERSHIPCHANGED']._serialized_start=1468
-  _globals['_GROUPMEMBERSHIPCHANGED']._serialized_end=1558
-  _globals['_ROLECHANGED']._serialized_start=1560
-  _globals['_ROLECHANGED']._serialized_end=1680
-  _globals['_GROUPCHANGED']._serialized_start=1682
-  _globals['_GROUPCHANGED']._serialized_end=1801
-  _globals['_PORTALSETTINGSCHANGED']._serialized_start=1803
-  _globals['_PORTALSETTINGSCHANGED']._serialized_end=1876
-  _globals['_PORTALLOGINRECORDED']._serialized_start=1878
-  _globals['_PORTALLOGINRECORDED']._serialized_end=1918
+  _globals['_DIRECTORYEVENT']._serialized_end=1218
+  _globals['_WORKSPACECREATED']._serialized_start=1220
+  _globals['_WORKSPACECREATED']._serialized_end=1291
+  _globals['_PERSONCHANGED']._serialized_start=1294
+  _globals['_PERSONCHANGED']._serialized_end=1435
+  _globals['_ROLEASSIGNMENTCHANGED']._serialized_start=1437
+  _globals['_ROLEASSIGNMENTCHANGED']._serialized_end=1525
+  _globals['_GROUPMEMBERSHIPCHANGED']._serialized_start=1527
+  _globals['_GROUPMEMBERSHIPCHANGED']._serialized_end=1617
+  _globals['_ROLECHANGED']._serialized_start=1619
+  _globals['_ROLECHANGED']._serialized_end=1739
+  _globals['_GROUPCHANGED']._serialized_start=1741
+  _globals['_GROUPCHANGED']._serialized_end=1860
+  _globals['_PORTALSETTINGSCHANGED']._serialized_start=1862
+  _globals['_PORTALSETTINGSCHANGED']._serialized_end=1935
+  _globals['_PORTALLOGINRECORDED']._serialized_start=1937
+  _globals['_PORTALLOGINRECORDED']._serialized_end=1977
+  _globals['_PERSONSIMPORTED']._serialized_start=1979
+  _globals['_PERSONSIMPORTED']._serialized_end=2100
 # @@protoc_insertion_point(module_scope)

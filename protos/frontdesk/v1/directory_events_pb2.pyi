@@ -44,6 +44,7 @@ class DirectoryEvent(_message.Message):
     GROUP_DELETED_FIELD_NUMBER: _builtins.int
     PORTAL_SETTINGS_CHANGED_FIELD_NUMBER: _builtins.int
     PORTAL_LOGIN_RECORDED_FIELD_NUMBER: _builtins.int
+    PERSONS_IMPORTED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def workspace_created(self) -> Global___WorkspaceCreated: ...
     @_builtins.property
@@ -80,6 +81,13 @@ class DirectoryEvent(_message.Message):
     def portal_settings_changed(self) -> Global___PortalSettingsChanged: ...
     @_builtins.property
     def portal_login_recorded(self) -> Global___PortalLoginRecorded: ...
+    @_builtins.property
+    def persons_imported(self) -> Global___PersonsImported:
+        """One per chunk (up to 1,000 rows) of a bulk import: the persons it created and the ones
+        whose name or login name it changed. Changes of access (active, portal_access, groups)
+        of existing persons are published one by one as the events above.
+        """
+
     def __init__(
         self,
         *,
@@ -101,12 +109,13 @@ class DirectoryEvent(_message.Message):
         group_deleted: Global___GroupChanged | None = ...,
         portal_settings_changed: Global___PortalSettingsChanged | None = ...,
         portal_login_recorded: Global___PortalLoginRecorded | None = ...,
+        persons_imported: Global___PersonsImported | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["group_created", b"group_created", "group_deleted", b"group_deleted", "group_member_added", b"group_member_added", "group_member_removed", b"group_member_removed", "group_roles_changed", b"group_roles_changed", "kind", b"kind", "person_created", b"person_created", "person_deactivated", b"person_deactivated", "person_reactivated", b"person_reactivated", "person_updated", b"person_updated", "portal_access_changed", b"portal_access_changed", "portal_login_recorded", b"portal_login_recorded", "portal_settings_changed", b"portal_settings_changed", "role_created", b"role_created", "role_deleted", b"role_deleted", "role_granted", b"role_granted", "role_permissions_changed", b"role_permissions_changed", "role_revoked", b"role_revoked", "workspace_created", b"workspace_created"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group_created", b"group_created", "group_deleted", b"group_deleted", "group_member_added", b"group_member_added", "group_member_removed", b"group_member_removed", "group_roles_changed", b"group_roles_changed", "kind", b"kind", "person_created", b"person_created", "person_deactivated", b"person_deactivated", "person_reactivated", b"person_reactivated", "person_updated", b"person_updated", "persons_imported", b"persons_imported", "portal_access_changed", b"portal_access_changed", "portal_login_recorded", b"portal_login_recorded", "portal_settings_changed", b"portal_settings_changed", "role_created", b"role_created", "role_deleted", b"role_deleted", "role_granted", b"role_granted", "role_permissions_changed", b"role_permissions_changed", "role_revoked", b"role_revoked", "workspace_created", b"workspace_created"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_created", b"group_created", "group_deleted", b"group_deleted", "group_member_added", b"group_member_added", "group_member_removed", b"group_member_removed", "group_roles_changed", b"group_roles_changed", "kind", b"kind", "person_created", b"person_created", "person_deactivated", b"person_deactivated", "person_reactivated", b"person_reactivated", "person_updated", b"person_updated", "portal_access_changed", b"portal_access_changed", "portal_login_recorded", b"portal_login_recorded", "portal_settings_changed", b"portal_settings_changed", "role_created", b"role_created", "role_deleted", b"role_deleted", "role_granted", b"role_granted", "role_permissions_changed", b"role_permissions_changed", "role_revoked", b"role_revoked", "workspace_created", b"workspace_created"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_created", b"group_created", "group_deleted", b"group_deleted", "group_member_added", b"group_member_added", "group_member_removed", b"group_member_removed", "group_roles_changed", b"group_roles_changed", "kind", b"kind", "person_created", b"person_created", "person_deactivated", b"person_deactivated", "person_reactivated", b"person_reactivated", "person_updated", b"person_updated", "persons_imported", b"persons_imported", "portal_access_changed", b"portal_access_changed", "portal_login_recorded", b"portal_login_recorded", "portal_settings_changed", b"portal_settings_changed", "role_created", b"role_created", "role_deleted", b"role_deleted", "role_granted", b"role_granted", "role_permissions_changed", b"role_permissions_changed", "role_revoked", b"role_revoked", "workspace_created", b"workspace_created"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["workspace_created", "person_created", "person_updated", "person_deactivated", "person_reactivated", "portal_access_changed", "role_granted", "role_revoked", "group_member_added", "group_member_removed", "role_created", "role_permissions_changed", "role_deleted", "group_created", "group_roles_changed", "group_deleted", "portal_settings_changed", "portal_login_recorded"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["workspace_created", "person_created", "person_updated", "person_deactivated", "person_reactivated", "portal_access_changed", "role_granted", "role_revoked", "group_member_added", "group_member_removed", "role_created", "role_permissions_changed", "role_deleted", "group_created", "group_roles_changed", "group_deleted", "portal_settings_changed", "portal_login_recorded", "persons_imported"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -337,3 +346,36 @@ class PortalLoginRecorded(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PortalLoginRecorded: _TypeAlias = PortalLoginRecorded  # noqa: Y015
+
+@_typing.final
+class PersonsImported(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_PERSON_IDS_FIELD_NUMBER: _builtins.int
+    UPDATED_PERSON_IDS_FIELD_NUMBER: _builtins.int
+    AFFECTED_PERSON_IDS_FIELD_NUMBER: _builtins.int
+    import_id: _builtins.str
+    @_builtins.property
+    def created_person_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def updated_person_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def affected_person_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """created_person_ids and updated_person_ids together."""
+
+    def __init__(
+        self,
+        *,
+        import_id: _builtins.str = ...,
+        created_person_ids: _abc.Iterable[_builtins.str] | None = ...,
+        updated_person_ids: _abc.Iterable[_builtins.str] | None = ...,
+        affected_person_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_person_ids", b"affected_person_ids", "created_person_ids", b"created_person_ids", "import_id", b"import_id", "updated_person_ids", b"updated_person_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonsImported: _TypeAlias = PersonsImported  # noqa: Y015
