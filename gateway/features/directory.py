@@ -22,7 +22,7 @@ from frontdesk.v1 import auth_pb2, common_pb2, directory_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.errors import ApiError
-from gateway.routing import Ctx, Route
+from gateway.routing import Ctx, Route, validation_fields
 
 D = directory_pb2
 READ = ("Person:read",)
@@ -1072,7 +1072,16 @@ def _job_view(j: directory_pb2.ImportJob) -> dict[str, Any]:
 # -- pages: persons -------------------------------------------------------------------------
 
 
-PERSON_FILTERS = ("q", "active", "portal_access", "group", "role", "permission", "page_token")
+PERSON_FILTERS = (
+    "q",
+    "active",
+    "portal_access",
+    "group",
+    "role",
+    "permission",
+    "page_size",
+    "page_token",
+)
 
 
 async def page_persons(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -1082,8 +1091,10 @@ async def page_persons(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     error = ""
     first = nxt = ""
     try:
-        q = PersonsQuery(**params)  # type: ignore[arg-type]
+        q = msgspec.convert({k: v for k, v in params.items() if v}, type=PersonsQuery, strict=False)
         resp = await list_persons(ctx, q)
+    except msgspec.ValidationError as exc:
+        error = "; ".join(f"{k}: {v}" for k, v in validation_fields(exc).items())
     except ApiError as exc:
         if exc.status not in (404, 422):
             raise

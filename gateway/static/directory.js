@@ -26,3 +26,30 @@
   email.addEventListener("input", update);
   update();
 })();
+
+// Import job: poll the job's JSON, move the progress bar, reload once for the final report.
+// Without JavaScript the page refreshes itself (<noscript> meta refresh).
+(function () {
+  "use strict";
+  var box = document.getElementById("import-job");
+  var url = box && box.getAttribute("data-poll");
+  if (!url) return;
+  var bar = document.getElementById("import-progress");
+  var count = document.getElementById("import-count");
+  var status = document.getElementById("import-status");
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (job) {
+        bar.max = job.total_rows || 1;
+        bar.value = job.rows_done;
+        bar.textContent = job.rows_done + " of " + job.total_rows;
+        count.textContent = job.rows_done + " of " + job.total_rows;
+        status.textContent = job.status;
+        if (job.status === "done" || job.status === "failed") { window.location.reload(); return; }
+        window.setTimeout(poll, 1000);
+      })
+      .catch(function () { window.setTimeout(poll, 5000); });
+  }
+  window.setTimeout(poll, 1000);
+})();

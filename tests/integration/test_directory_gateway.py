@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from tests.stack import Stack
 
 PASSWORD = "correct horse battery staple 42"
 API = "/management/api/v1"
+PERSON_LINK = re.compile(r'href="/management/persons/[0-9a-f-]{36}"')
 
 
 @dataclass
@@ -221,6 +223,15 @@ async def test_person_list_search_filters_and_pagination(suite: Suite) -> None:
     assert status == 200 and "User 0" in html and "Robot" not in html
     status, html = await admin.get("/management/persons?q=user")
     assert status == 200 and "5 persons" in html
+    status, html = await admin.get("/management/persons?q=user&page_size=3")
+    assert status == 200 and len(PERSON_LINK.findall(html)) == 3
+    nxt = re.search(r'<a href="([^"]+)" rel="next">', html)
+    assert nxt is not None
+    status, html = await admin.get(nxt.group(1).replace("&amp;", "&"))
+    assert status == 200 and len(PERSON_LINK.findall(html)) == 2
+    assert 'rel="next"' not in html and "First page" in html
+    status, html = await admin.get("/management/persons?page_size=many")
+    assert status == 200 and 'class="alert error"' in html
 
 
 async def test_person_form_pages_default_portal_access_from_domain_rules(suite: Suite) -> None:
