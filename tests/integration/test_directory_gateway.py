@@ -873,3 +873,54 @@ async def test_every_management_page_renders(suite: Suite) -> None:
     assert status == 303
     status, _ = await anon.get(f"{API}/persons")
     assert status == 401
+
+
+async def test_each_route_needs_its_own_permission(suite: Suite) -> None:
+    """A reader (Person:read only) may list and view persons, nothing else of the directory."""
+    reader_role = await suite.directory.CreateRole(
+        directory_pb2.CreateRoleRequest(
+            caller=suite.system, name="Person reader", permissions=["Person:read"]
+        )
+    )
+    reader_id = await suite.person("reader@acme.test", "Rita Reader", groups=[])
+    await suite.directory.GrantRole(
+        directory_pb2.PersonRoleRequest(
+            caller=suite.system, person_id=reader_id, role_id=reader_role.id
+        )
+    )
+    rita = await GatewayClient.open(suite.base, "acme")
+    suite.clients.append(rita)
+    status, body = await rita.login("reader@acme.test", PASSWORD, surface="management")
+    assert status == 200, body
+
+    for path in (f"{API}/persons", f"{API}/persons/{reader_id}", f"{API}/portal-usage"):
+        status, _ = await rita.get(path)
+        assert status == 200, path
+    status, html = await rita.get(f"/management/persons/{suite.admin_id}")
+    assert status == 200 and "Ada Admin" in html
+    assert "Set password" not in html and "Grant role" not in html
+    status, html = await rita.get("/management/persons")
+    assert status == 200 and "New person" not in html
+
+    for method, path, body in [
+        ("POST", f"{API}/persons", {"email": "n@acme.test", "name": "N"}),
+        ("PATCH", f"{API}/persons/{suite.admin_id}", {"name": "Hacked"}),
+        ("POST", f"{API}/persons/{reader_id}/roles", {"role_id": reader_role.id}),
+        ("POST", f"{API}/persons/import?format=csv&dry_run=true", None),
+        ("GET", f"{API}/roles", None),
+        ("GET", f"{API}/permissions", None),
+        ("GET", f"{API}/groups", None),
+        ("GET", f"{API}/portal-settings", None),
+        ("PATCH", f"{API}/portal-settings", {"tickets_enabled": False}),
+        ("GET", f"{API}/audit", None),
+        ("GET", "/management/persons/new", None),
+        ("GET", "/management/persons/import", None),
+        ("GET", "/management/roles", None),
+        ("GET", "/management/groups", None),
+        ("GET", "/management/portal-settings", None),
+        ("GET", "/management/audit", None),
+    ]:
+        status, answer = await rita.request(method, path, json=body)
+        assert status == 403, (method, path, answer)
+    status, admin_detail = await rita.get(f"{API}/persons/{suite.admin_id}")
+    assert admin_detail["person"]["name"] == "Ada Admin"
