@@ -56,6 +56,7 @@ class Consumer:
         self._ack_wait = ack_wait
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
 
     async def start(self) -> None:
         config = ConsumerConfig(
@@ -69,6 +70,7 @@ class Consumer:
         sub = await self._js.pull_subscribe(
             self._subject, durable=self._durable, stream=self._stream, config=config
         )
+        self._sub = sub
         self._task = asyncio.create_task(self._run(sub), name=f"consumer-{self._durable}")
 
     async def stop(self) -> None:
@@ -76,6 +78,11 @@ class Consumer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._sub is not None:
+            # Buffered, unhandled messages would otherwise hold a NATS drain until it times
+            # out; unacked, they are redelivered to another replica.
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:

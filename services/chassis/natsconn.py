@@ -36,6 +36,7 @@ async def connect(
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        drain_timeout=5,
         allow_reconnect=True,
         disconnected_cb=on_disconnect,
         reconnected_cb=reconnected,
