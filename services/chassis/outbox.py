@@ -84,9 +84,11 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Python 3.11's wait_for swallows a cancel that lands as the wake-up arrives (the
+            # relay would then run on and stop() wait forever), so cancel until it is done.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.5)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()

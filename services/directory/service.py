@@ -453,6 +453,8 @@ class DirectoryService:
         login = None if change.login_name is None else clean_login_name(change.login_name)
         async with self._tx() as conn:
             before = await self._person(conn, caller, person_id, for_update=True)
+            if change.active is False and before.active:
+                await self._keep_an_admin(conn, caller, before, leaving=None)
             after = replace(
                 before,
                 email=_keep(email, before.email),
@@ -481,6 +483,21 @@ class DirectoryService:
             )
             await outbox.add_many(conn, _person_events(before, after, changed, caller.actor))
         return after
+
+    async def _keep_an_admin(
+        self, conn: asyncpg.Connection, caller: Caller, person: Person, leaving: uuid.UUID | None
+    ) -> None:
+        """Refuse to deactivate, or remove from Administrators, the last active administrator."""
+        group_id, others = await store.other_active_admins(conn, caller.workspace_id, person.id)
+        if group_id is None or group_id not in person.group_ids or not person.active:
+            return
+        if leaving is not None and leaving != group_id:
+            return
+        if others == 0:
+            raise Precondition(
+                "this is the workspace's last active administrator; make someone else an"
+                " administrator first"
+            )
 
     async def get_person(self, caller: Caller, person_id: uuid.UUID) -> Person:
         if not caller.is_self(person_id):
@@ -921,13 +938,15 @@ class DirectoryService:
             caller.require("Group:manage")
         async with self._tx() as conn:
             group = await self._group(conn, caller, group_id)
-            await self._person(conn, caller, person_id)
+            person = await self._person(conn, caller, person_id)
             await self._may_grant(
                 conn, caller, await self._group_permissions(conn, group), f"group {group.name!r}"
             )
             if member:
                 done = await store.add_member(conn, caller.workspace_id, group_id, person_id)
             else:
+                if group.builtin_key == GROUP_ADMINISTRATORS:
+                    await self._keep_an_admin(conn, caller, person, leaving=group_id)
                 done = await store.remove_member(conn, caller.workspace_id, group_id, person_id)
             if not done:
                 return

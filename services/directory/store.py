@@ -737,6 +737,32 @@ async def remove_member(
     return result.endswith(" 1")
 
 
+async def other_active_admins(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, person_id: uuid.UUID
+) -> tuple[uuid.UUID | None, int]:
+    """(Administrators group id, its active members other than person_id). Locks the group row,
+    so two concurrent removals of the last two administrators take turns."""
+    group_id = await conn.fetchval(
+        """
+        select id from groups where workspace_id = $1 and builtin_key = 'administrators'
+        for update
+        """,
+        workspace_id,
+    )
+    if group_id is None:
+        return None, 0
+    others: int = await conn.fetchval(
+        """
+        select count(*) from group_members gm join persons p on p.id = gm.person_id
+        where gm.workspace_id = $1 and gm.group_id = $2 and gm.person_id <> $3 and p.active
+        """,
+        workspace_id,
+        group_id,
+        person_id,
+    )
+    return group_id, others
+
+
 # ---- audit ----
 
 

@@ -28,9 +28,10 @@ class ImportWorker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Python 3.11's wait_for swallows a cancel that lands as the wake-up arrives: repeat.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.5)
 
     async def _run(self) -> None:
         while True:

@@ -314,3 +314,40 @@ async def test_groups_crud_members_roles_and_builtins(directory: Directory, nats
     assert removed.person_id == p.id and removed.group_id == group.id  # type: ignore[attr-defined]
     (deleted,) = named(events, "group_deleted")
     assert list(deleted.affected_person_ids) == [p.id]  # type: ignore[attr-defined]
+
+
+async def test_the_last_active_administrator_stays(directory: Directory) -> None:
+    created = await directory.workspace()
+    ws = created.workspace.id
+    sys = directory.caller(ws)
+    admins = next(
+        g
+        for g in (
+            await directory.stub.ListGroups(directory_pb2.ListGroupsRequest(caller=sys))
+        ).groups
+        if g.name == "Administrators"
+    )
+    first = created.admin.id
+    remove = directory_pb2.GroupMemberRequest(caller=sys, group_id=admins.id, person_id=first)
+    msg = await expect_code(
+        grpc.StatusCode.FAILED_PRECONDITION, directory.stub.RemoveGroupMember(remove)
+    )
+    assert "last active administrator" in msg
+    await expect_code(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        directory.stub.UpdatePerson(
+            directory_pb2.UpdatePersonRequest(caller=sys, person_id=first, active=False)
+        ),
+    )
+    second = await directory.person(ws, "second@acme.com", "Second", group_ids=[admins.id])
+    await directory.stub.UpdatePerson(
+        directory_pb2.UpdatePersonRequest(caller=sys, person_id=first, active=False)
+    )
+    await expect_code(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        directory.stub.RemoveGroupMember(
+            directory_pb2.GroupMemberRequest(caller=sys, group_id=admins.id, person_id=second.id)
+        ),
+    )
+    # The deactivated one may leave the group: it changes nobody's access to the console.
+    await directory.stub.RemoveGroupMember(remove)

@@ -242,3 +242,60 @@ async def test_import_needs_person_manage_and_stays_in_its_workspace(directory: 
         ),
     )
     assert "Administrators" in msg
+
+
+async def test_two_replicas_share_the_jobs_each_runs_once(stack: Stack) -> None:
+    from services.directory.app import create_server
+    from services.directory.settings import Settings
+
+    async with open_directory(stack) as first:
+        second = await create_server(Settings.from_env(stack.env()))
+        try:
+            ws = (await first.workspace()).workspace.id
+            jobs = []
+            for k in range(6):
+                rows = "".join(f"p{k}-{i}@acme.com,Person {k} {i}\n" for i in range(300))
+                jobs.append(await _start(first, ws, f"email,name\n{rows}".encode()))
+            finished = [await _wait(first, ws, job.id) for job in jobs]
+            assert [(j.status, j.created, j.rows_done) for j in finished] == [
+                ("done", 300, 300)
+            ] * 6
+            listing = await first.stub.ListPersons(
+                directory_pb2.ListPersonsRequest(caller=first.caller(ws))
+            )
+            assert listing.total == 6 * 300 + 1
+            conn = await stack.connect("directory")
+            attempts = await conn.fetch("select attempts from import_jobs order by created_at")
+            assert [r["attempts"] for r in attempts] == [1] * 6
+        finally:
+            await second.stop()
+
+
+async def test_a_job_whose_worker_died_is_resumed_from_rows_done(directory: Directory) -> None:
+    ws = (await directory.workspace()).workspace.id
+    content = ("email,name\n" + "".join(f"r{i}@acme.com,R {i}\n" for i in range(2500))).encode()
+    conn = await directory.stack.connect("directory")
+    # A replica claimed the job, committed the first chunk (1,000 rows), then vanished.
+    job_id = await conn.fetchval(
+        """
+        insert into import_jobs (id, workspace_id, format, content, status, total_rows, rows_done,
+            created, attempts, heartbeat_at, started_at)
+        values (gen_random_uuid(), $1::uuid, 'csv', $2, 'running', 2500, 1000, 1000, 1,
+            now() - interval '1 hour', now() - interval '1 hour')
+        returning id::text
+        """,
+        ws,
+        content,
+    )
+    job = await _wait(directory, ws, job_id)
+    assert (job.status, job.rows_done, job.created) == ("done", 2500, 2500)
+    # Only the rows after the committed chunk were processed again.
+    listing = await directory.stub.ListPersons(
+        directory_pb2.ListPersonsRequest(caller=directory.caller(ws), query="r1499@")
+    )
+    assert [p.email for p in listing.persons] == ["r1499@acme.com"]
+    none = await directory.stub.ListPersons(
+        directory_pb2.ListPersonsRequest(caller=directory.caller(ws), query="r999@")
+    )
+    assert none.total == 0
+    assert await conn.fetchval("select attempts from import_jobs where id = $1::uuid", job_id) == 2
