@@ -24,6 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.chassis import metrics
 from services.chassis.logs import event_id_var
+from services.chassis.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,7 @@ class Consumer:
         self._task = asyncio.create_task(self._run(sub), name=f"consumer-{self._durable}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         if self._sub is not None:
             # Buffered, unhandled messages would otherwise hold a NATS drain until it times
             # out; unacked, they are redelivered to another replica.

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 
 from services.chassis import metrics
 from services.chassis.events import subject
+from services.chassis.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,7 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            # Python 3.11's wait_for swallows a cancel that lands as the wake-up arrives (the
-            # relay would then run on and stop() wait forever), so cancel until it is done.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait({self._task}, timeout=0.5)
+        await stop_task(self._task)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
