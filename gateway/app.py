@@ -162,8 +162,12 @@ async def errors(
         return error_response(request, ApiError(413, "too_large", "the request body is too large"))
     except web.HTTPNotFound:
         return error_response(request, ApiError(404, "not_found", "not found"))
-    except web.HTTPMethodNotAllowed:
-        return error_response(request, ApiError(405, "method_not_allowed", "method not allowed"))
+    except web.HTTPMethodNotAllowed as exc:
+        allow = ", ".join(sorted(exc.allowed_methods))
+        return error_response(
+            request,
+            ApiError(405, "method_not_allowed", "method not allowed", headers={"Allow": allow}),
+        )
     except web.HTTPException:
         raise  # redirects (login_redirect, ctx.redirect) are answers, not failures
     except Exception:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -269,13 +270,24 @@ def client_ip(
     return str(hop)
 
 
+_NAMED_FIELD = re.compile(r"^Object (missing required|contains unknown) field `([^`]+)`$")
+
+
 def validation_fields(exc: msgspec.ValidationError) -> dict[str, str]:
-    """'Expected `int`, got `str` - at `$.impact`' -> {'impact': 'Expected `int`, got `str`'}."""
+    """'Expected `int`, got `str` - at `$.impact`' -> {'impact': 'Expected `int`, got `str`'}.
+
+    A missing or unknown top-level field names itself in the message rather than in the
+    location: 'Object missing required field `email`' -> {'email': 'required field missing'}.
+    """
     text = str(exc)
     message, sep, where = text.rpartition(" - at `$.")
     if sep:
         name = where.rstrip("`").split(".")[0].split("[")[0]
         return {name: message}
+    named = _NAMED_FIELD.match(text)
+    if named:
+        missing = named.group(1) == "missing required"
+        return {named.group(2): "required field missing" if missing else "unknown field"}
     return {"body": text}
 
 
@@ -368,9 +380,23 @@ def _check_csrf(ctx: Ctx, submitted: str | None) -> None:
         raise ApiError(403, "csrf", "missing or invalid CSRF token; reload the page and try again")
 
 
+def body_limit(route: Route, settings: Settings) -> int:
+    """The largest request body a route takes: its own max_body, else the gateway's limit."""
+    return route.max_body or settings.max_body_bytes
+
+
+def too_large(limit: int) -> ApiError:
+    mib = 1024 * 1024
+    size = f"{limit // mib} MB" if limit >= mib and limit % mib == 0 else f"{limit} bytes"
+    return ApiError(413, "too_large", f"the request body is too large; the limit is {size}")
+
+
 async def _parse_json_body(ctx: Ctx) -> Any:
     route, request = ctx.route, ctx.request
     raw = await request.read()
+    limit = body_limit(route, ctx.state.settings)
+    if len(raw) > limit:  # a chunked body has no Content-Length to refuse it by
+        raise too_large(limit)
     if route.body is None:
         return None
     if not raw:
@@ -448,6 +474,9 @@ def build_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
             raise not_found("page")
 
         if request.method not in SAFE_METHODS:
+            limit = body_limit(route, state.settings)
+            if request.content_length is not None and request.content_length > limit:
+                raise too_large(limit)
             submitted = request.headers.get(CSRF_HEADER)
             if submitted is None and request.content_type in (
                 "application/x-www-form-urlencoded",
