@@ -1009,9 +1009,10 @@ class DirectoryService:
             async with self._read() as conn, conn.transaction(readonly=True):
                 settings = await self._settings(conn, caller.workspace_id)
                 groups = await store.groups_by_name(conn, caller.workspace_id)
+                admins = await _admins_group(conn, caller.workspace_id)
                 for start in range(0, len(rows), IMPORT_CHUNK):
                     plan = await _plan_chunk(
-                        conn, settings, groups, rows[start : start + IMPORT_CHUNK]
+                        conn, settings, groups, rows[start : start + IMPORT_CHUNK], admins
                     )
                     _count(job, plan)
             job.rows_done = len(rows)
@@ -1072,6 +1073,7 @@ class DirectoryService:
         async with self._pool.acquire() as conn:
             settings = await self._settings(conn, ws)
             groups = await store.groups_by_name(conn, ws)
+            admins = await _admins_group(conn, ws)
         stored_errors = len(job.errors)
         done = job.rows_done
         while done < len(rows):
@@ -1079,7 +1081,7 @@ class DirectoryService:
             for attempt in range(3):
                 try:
                     async with self._tx() as conn:
-                        plan = await _plan_chunk(conn, settings, groups, chunk)
+                        plan = await _plan_chunk(conn, settings, groups, chunk, admins)
                         await _apply_chunk(conn, ws, job.id, actor, plan)
                         room = max(MAX_STORED_ERRORS - stored_errors, 0)
                         await store.import_progress(
@@ -1119,13 +1121,21 @@ class DirectoryService:
         log.info("import %s done: %s", job.id, summary)
 
 
+async def _admins_group(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> uuid.UUID | None:
+    group = await store.get_builtin_group(conn, workspace_id, GROUP_ADMINISTRATORS)
+    return None if group is None else group.id
+
+
 async def _plan_chunk(
     conn: asyncpg.Connection,
     settings: PortalSettings,
     groups: dict[str, uuid.UUID],
     rows: Sequence[importfile.ImportRow],
+    admins: uuid.UUID | None,
 ) -> _ChunkPlan:
-    """What the rows would change, against the database as it is now (no writes)."""
+    """What the rows would change, against the database as it is now (no writes).
+
+    An import never deactivates an administrator (it could lock everyone out of the console)."""
     plan = _ChunkPlan()
     emails = [r.email.lower() for r in rows if r.ok]
     logins = [r.login_name.lower() for r in rows if r.ok and r.login_name]
@@ -1150,6 +1160,15 @@ async def _plan_chunk(
                 row_errors.append(("login_name", f"{row.login_name!r} is used by another person"))
         if row.ok and existing is None and not row.name:
             row_errors.append(("name", "required for a new person"))
+        if (
+            existing is not None
+            and row.active is False
+            and existing.active
+            and admins in members.get(existing.id, set())
+        ):
+            row_errors.append(
+                ("active", "administrators are not deactivated by an import; use the person's page")
+            )
         errors = row.errors + row_errors
         if errors:
             plan.failed += 1
@@ -1256,6 +1275,15 @@ def _count(job: ImportJob, plan: _ChunkPlan) -> None:
 
 def _summary(job: ImportJob, *, dry_run: bool) -> str:
     verb = "would be" if dry_run else "were"
+    capped = (
+        f"; the first {MAX_STORED_ERRORS} errors are listed"
+        if len(job.errors) >= MAX_STORED_ERRORS
+        else ""
+    )
+    return _summary_counts(job, verb) + capped
+
+
+def _summary_counts(job: ImportJob, verb: str) -> str:
     return (
         f"{job.total_rows} rows: {job.created} {verb} created, {job.updated} {verb} updated, "
         f"{job.unchanged} unchanged, {job.failed} failed"

@@ -299,3 +299,17 @@ async def test_a_job_whose_worker_died_is_resumed_from_rows_done(directory: Dire
     )
     assert none.total == 0
     assert await conn.fetchval("select attempts from import_jobs where id = $1::uuid", job_id) == 2
+
+
+async def test_an_import_does_not_deactivate_an_administrator(directory: Directory) -> None:
+    created = await directory.workspace()
+    ws = created.workspace.id
+    await directory.person(ws, "plain@acme.com", "Plain")
+    content = b"email,active\nadmin@acme.com,false\nplain@acme.com,false\n"
+    job = await _wait(directory, ws, (await _start(directory, ws, content)).id)
+    assert (job.updated, job.failed) == (1, 1)
+    assert _errors(job)[2][0] == "active"
+    admin = await directory.stub.GetPerson(
+        directory_pb2.GetPersonRequest(caller=directory.caller(ws), person_id=created.admin.id)
+    )
+    assert admin.active is True
