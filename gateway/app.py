@@ -147,7 +147,9 @@ async def errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
+        _check_location(response)
+        return response
     except ApiError as exc:
         if exc.status >= 500:
             log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
@@ -168,13 +170,26 @@ async def errors(
             request,
             ApiError(405, "method_not_allowed", "method not allowed", headers={"Allow": allow}),
         )
-    except web.HTTPException:
-        raise  # redirects (login_redirect, ctx.redirect) are answers, not failures
+    except web.HTTPException as exc:
+        # Redirects (login_redirect, ctx.redirect) are answers, not failures.
+        try:
+            _check_location(exc)
+        except ApiError as bad:
+            return error_response(request, bad)
+        raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(
             request, ApiError(500, "internal", "something went wrong on our side")
         )
+
+
+def _check_location(response: web.StreamResponse) -> None:
+    """A redirect to a target with control characters (a crafted ?next=) is refused here:
+    aiohttp would drop the connection when writing the header, answering nothing."""
+    location = response.headers.get("Location", "")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in location):
+        raise ApiError(400, "bad_request", "the redirect target is not a valid address")
 
 
 @web.middleware
