@@ -17,6 +17,7 @@ from frontdesk.v1 import auth_pb2
 
 from gateway.cache import token_hash
 from gateway.errors import ApiError
+from gateway.present import see_other
 from gateway.routing import Ctx, Route, is_secure
 
 Surface = Literal["portal", "management"]
@@ -58,15 +59,6 @@ def surface_for(next_path: str) -> Surface:
     return "management" if next_path.startswith("/management") else "portal"
 
 
-def see_other(location: str) -> web.Response:
-    """A 303 returned (not raised), so the cookies queued on ctx go with it."""
-    return web.Response(status=303, headers={"Location": location})
-
-
-def client_ip(ctx: Ctx) -> str:
-    return ctx.client_ip
-
-
 def user_agent(ctx: Ctx) -> str:
     return ctx.request.headers.get("User-Agent", "")[:512]
 
@@ -91,7 +83,7 @@ async def _password_step(
             email=email,
             password=password,
             surface=surface,
-            client_ip=client_ip(ctx),
+            client_ip=ctx.client_ip,
             user_agent=user_agent(ctx),
         ),
     )
@@ -112,7 +104,7 @@ async def _code_step(ctx: Ctx, code: str) -> auth_pb2.LoginResponse:
             workspace_id=ctx.workspace_id,
             pending_token=pending,
             code=code,
-            client_ip=client_ip(ctx),
+            client_ip=ctx.client_ip,
             user_agent=user_agent(ctx),
         ),
     )
@@ -240,22 +232,40 @@ def _after_sign_in(result: auth_pb2.LoginResponse, next_path: str) -> web.Respon
     return see_other(next_path)
 
 
-async def login_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    next_path = safe_next(request.query.get("next"))
-    if ctx.person is not None:
-        raise ctx.redirect(next_path)
+async def _render_login(
+    ctx: Ctx,
+    next_path: str,
+    *,
+    email: str = "",
+    error: str | None = None,
+    registration: bool = False,
+    notice: str = "",
+    status: int = 200,
+) -> web.Response:
     return ctx.render(
         "auth/login.html",
         {
             "next": next_path,
-            "email": "",
-            "error": None,
+            "email": email,
+            "error": error,
             "sso": await _sso_enabled(ctx),
-            "registration": ctx.portal_settings is not None
-            and ctx.portal_settings.self_registration in ("open", "domains"),
+            "registration": registration,
             "surface": surface_for(next_path),
-            "notice": request.query.get("notice", ""),
+            "notice": notice,
         },
+        status=status,
+    )
+
+
+async def login_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    next_path = safe_next(request.query.get("next"))
+    if ctx.person is not None:
+        raise ctx.redirect(next_path)
+    return await _render_login(
+        ctx,
+        next_path,
+        registration=_registration_open(ctx),
+        notice=request.query.get("notice", ""),
     )
 
 
@@ -267,18 +277,8 @@ async def login_submit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             ctx, raw.get("email", ""), raw.get("password", ""), surface_for(next_path)
         )
     except ApiError as exc:
-        response = ctx.render(
-            "auth/login.html",
-            {
-                "next": next_path,
-                "email": raw.get("email", ""),
-                "error": exc.message,
-                "sso": await _sso_enabled(ctx),
-                "registration": False,
-                "surface": surface_for(next_path),
-                "notice": "",
-            },
-            status=exc.status if exc.status != 422 else 422,
+        response = await _render_login(
+            ctx, next_path, email=raw.get("email", ""), error=exc.message, status=exc.status
         )
         for key, value in exc.headers.items():
             response.headers[key] = value
@@ -400,7 +400,7 @@ async def sso_callback(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             code=q.get("code", ""),
             iss=q.get("iss", ""),
             redirect_uri=base_url(ctx) + "/auth/sso/callback",
-            client_ip=client_ip(ctx),
+            client_ip=ctx.client_ip,
             user_agent=user_agent(ctx),
             error=q.get("error", ""),
         ),

@@ -6,17 +6,36 @@ assigned to the signed-in person, whatever management roles they also hold."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
 from frontdesk.v1 import common_pb2, compliance_pb2, directory_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.errors import ApiError
+from gateway.present import (
+    assignee_text,
+    change_text,
+    checked,
+    enum_name,
+    enum_value,
+    flag,
+    form_errors,
+    me_or,
+    notice,
+    page_links,
+    page_request,
+    person_names,
+    portal_caller,
+    pretty_time,
+    query_params,
+    raise_invalid,
+    remember_names,
+    split_list,
+    system_caller,
+    time_of,
+    who,
+)
 from gateway.routing import Ctx, Route
 
 C = compliance_pb2
@@ -72,50 +91,27 @@ NEXT_STATUSES = {
 }
 
 
-# -- enums and times ----------------------------------------------------------------------
-
-
-def _name(wrapper: Any, prefix: str, value: int) -> str:
-    if value == 0:
-        return ""
-    return str(wrapper.Name(value))[len(prefix) :].lower()
-
-
-def _value(wrapper: Any, prefix: str, name: str | None) -> int:
-    return int(wrapper.Value(prefix + name.upper())) if name else 0
+# -- enums --------------------------------------------------------------------------------
 
 
 def freq_value(name: str | None) -> Any:
-    return _value(C.ControlFrequency, "CONTROL_FREQUENCY_", name)
+    return enum_value(C.ControlFrequency, "CONTROL_FREQUENCY_", name)
 
 
 def state_value(name: str | None) -> Any:
-    return _value(C.ControlTestState, "CONTROL_TEST_STATE_", name)
+    return enum_value(C.ControlTestState, "CONTROL_TEST_STATE_", name)
 
 
 def result_value(name: str | None) -> Any:
-    return _value(C.ControlTestResult, "CONTROL_TEST_RESULT_", name)
+    return enum_value(C.ControlTestResult, "CONTROL_TEST_RESULT_", name)
 
 
 def severity_value(name: str | None) -> Any:
-    return _value(C.IssueSeverity, "ISSUE_SEVERITY_", name)
+    return enum_value(C.IssueSeverity, "ISSUE_SEVERITY_", name)
 
 
 def status_value(name: str | None) -> Any:
-    return _value(C.IssueStatus, "ISSUE_STATUS_", name)
-
-
-def _time(msg: Any, name: str) -> str | None:
-    if not msg.HasField(name):
-        return None
-    ts: Timestamp = getattr(msg, name)
-    return ts.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
-def _pretty(value: str | None) -> str:
-    if not value:
-        return ""
-    return value.replace("T", " ")[:16] + " UTC"
+    return enum_value(C.IssueStatus, "ISSUE_STATUS_", name)
 
 
 # -- JSON schemas --------------------------------------------------------------------------
@@ -357,11 +353,11 @@ def control_out(c: compliance_pb2.Control) -> ControlOut:
         description=c.description,
         test_procedure=c.test_procedure,
         framework_ref=c.framework_ref,
-        frequency=_name(C.ControlFrequency, "CONTROL_FREQUENCY_", c.frequency),
+        frequency=enum_name(C.ControlFrequency, "CONTROL_FREQUENCY_", c.frequency),
         owner_id=c.owner_id,
         active=c.active,
-        created_at=_time(c, "created_at"),
-        updated_at=_time(c, "updated_at"),
+        created_at=time_of(c, "created_at"),
+        updated_at=time_of(c, "updated_at"),
     )
 
 
@@ -377,20 +373,20 @@ def test_out(t: compliance_pb2.ControlTest) -> ControlTestOut:
         period_end=t.period_end,
         due_date=t.due_date,
         assignee_id=t.assignee_id or None,
-        state=_name(C.ControlTestState, "CONTROL_TEST_STATE_", t.state),
+        state=enum_name(C.ControlTestState, "CONTROL_TEST_STATE_", t.state),
         ad_hoc=t.ad_hoc,
-        result=_name(C.ControlTestResult, "CONTROL_TEST_RESULT_", t.result) or None,
+        result=enum_name(C.ControlTestResult, "CONTROL_TEST_RESULT_", t.result) or None,
         notes=t.notes,
         evidence=t.evidence,
         tester_id=t.tester_id or None,
-        completed_at=_time(t, "completed_at"),
-        review=_name(C.ReviewDecision, "REVIEW_DECISION_", t.review) or None,
+        completed_at=time_of(t, "completed_at"),
+        review=enum_name(C.ReviewDecision, "REVIEW_DECISION_", t.review) or None,
         reviewer_id=t.reviewer_id or None,
         review_notes=t.review_notes,
-        reviewed_at=_time(t, "reviewed_at"),
+        reviewed_at=time_of(t, "reviewed_at"),
         issue_id=t.issue_id or None,
         issue_number=t.issue_number or None,
-        created_at=_time(t, "created_at"),
+        created_at=time_of(t, "created_at"),
     )
 
 
@@ -400,8 +396,8 @@ def issue_out(s: compliance_pb2.Issue) -> IssueOut:
         number=s.number,
         title=s.title,
         description=s.description,
-        severity=_name(C.IssueSeverity, "ISSUE_SEVERITY_", s.severity),
-        status=_name(C.IssueStatus, "ISSUE_STATUS_", s.status),
+        severity=enum_name(C.IssueSeverity, "ISSUE_SEVERITY_", s.severity),
+        status=enum_name(C.IssueStatus, "ISSUE_STATUS_", s.status),
         reporter_id=s.reporter_id or None,
         assignee_id=s.assignee_id or None,
         remediation_due_date=s.remediation_due_date or None,
@@ -412,16 +408,16 @@ def issue_out(s: compliance_pb2.Issue) -> IssueOut:
         control_test_number=s.control_test_number or None,
         overdue=s.overdue,
         comment_count=s.comment_count,
-        created_at=_time(s, "created_at"),
-        updated_at=_time(s, "updated_at"),
-        resolved_at=_time(s, "resolved_at"),
-        closed_at=_time(s, "closed_at"),
+        created_at=time_of(s, "created_at"),
+        updated_at=time_of(s, "updated_at"),
+        resolved_at=time_of(s, "resolved_at"),
+        closed_at=time_of(s, "closed_at"),
     )
 
 
 def comment_out(c: compliance_pb2.IssueComment) -> IssueCommentOut:
     return IssueCommentOut(
-        id=c.id, author_id=c.author_id or None, body=c.body, created_at=_time(c, "created_at")
+        id=c.id, author_id=c.author_id or None, body=c.body, created_at=time_of(c, "created_at")
     )
 
 
@@ -432,7 +428,7 @@ def change_out(h: compliance_pb2.IssueChange) -> IssueChangeOut:
         new_value=h.new_value,
         actor_id=h.actor_id or None,
         note=h.note,
-        changed_at=_time(h, "changed_at"),
+        changed_at=time_of(h, "changed_at"),
     )
 
 
@@ -452,23 +448,9 @@ def completion_out(r: compliance_pb2.CompleteControlTestResponse) -> CompletionO
     )
 
 
-def portal_caller(ctx: Ctx) -> common_pb2.Caller:
-    """Only the portal's compliance permissions, never Control:manage or Issue:manage, so the
-    service shows a manager in the portal exactly what is assigned to them."""
-    return common_pb2.Caller(
-        workspace_id=ctx.workspace_id,
-        person_id=ctx.person_id,
-        permissions=[p for p in PORTAL_PERMISSIONS if ctx.has(p)],
-    )
-
-
-def _split(raw: str) -> list[str]:
-    return [part.strip().lower() for part in raw.split(",") if part.strip()]
-
-
 def _choices(raw: str, allowed: dict[str, str], field: str, fields: dict[str, str]) -> list[str]:
     out = []
-    for name in _split(raw):
+    for name in split_list(raw):
         if name not in allowed:
             fields[field] = f"unknown value {name!r}; use {', '.join(allowed)}"
         else:
@@ -483,56 +465,28 @@ def _one(raw: str, allowed: dict[str, str], field: str, fields: dict[str, str]) 
     return values[0] if values else None
 
 
-def _flag(raw: str, field: str, fields: dict[str, str]) -> bool | None:
-    value = raw.strip().lower()
-    if not value:
-        return None
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    fields[field] = "use true or false"
-    return None
-
-
-def _page(size: int, token: str, fields: dict[str, str]) -> common_pb2.PageRequest:
-    if size < 1 or size > 100:
-        fields["page_size"] = "must be between 1 and 100"
-    return common_pb2.PageRequest(page_size=size, page_token=token)
-
-
-def _invalid(fields: dict[str, str]) -> None:
-    if fields:
-        raise ApiError(422, "invalid", "; ".join(f"{k}: {v}" for k, v in fields.items()), fields)
-
-
-def _me(ctx: Ctx, value: str) -> str:
-    value = value.strip()
-    return ctx.person_id if value.lower() == "me" else value
-
-
 # -- requests shared by JSON and pages -----------------------------------------------------
 
 
 def my_issues_request(ctx: Ctx, q: MyIssuesQuery) -> compliance_pb2.ListMyIssuesRequest:
     fields: dict[str, str] = {}
     req = C.ListMyIssuesRequest(
-        caller=portal_caller(ctx),
+        caller=portal_caller(ctx, PORTAL_PERMISSIONS),
         statuses=[status_value(s) for s in _choices(q.status, STATUSES, "status", fields)],
-        page=_page(q.page_size, q.page_token, fields),
+        page=page_request(q.page_size, q.page_token, fields),
     )
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
 def my_tests_request(ctx: Ctx, q: MyTestsQuery) -> compliance_pb2.ListMyControlTestsRequest:
     fields: dict[str, str] = {}
     req = C.ListMyControlTestsRequest(
-        caller=portal_caller(ctx),
+        caller=portal_caller(ctx, PORTAL_PERMISSIONS),
         state=state_value(_one(q.state, STATES, "state", fields)),
-        page=_page(q.page_size, q.page_token, fields),
+        page=page_request(q.page_size, q.page_token, fields),
     )
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
@@ -542,13 +496,13 @@ def controls_request(ctx: Ctx, q: ControlsQuery) -> compliance_pb2.ListControlsR
         caller=ctx.caller(),
         query=q.q[:200],
         frequency=freq_value(_one(q.frequency, FREQUENCIES, "frequency", fields)),
-        owner_id=_me(ctx, q.owner),
-        page=_page(q.page_size, q.page_token, fields),
+        owner_id=me_or(ctx, q.owner),
+        page=page_request(q.page_size, q.page_token, fields),
     )
-    active = _flag(q.active, "active", fields)
+    active = flag(q.active, "active", fields)
     if active is not None:
         req.active = active
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
@@ -558,11 +512,11 @@ def tests_request(ctx: Ctx, q: TestsQuery) -> compliance_pb2.ListControlTestsReq
         caller=ctx.caller(),
         control_id=q.control.strip(),
         state=state_value(_one(q.state, STATES, "state", fields)),
-        assignee_id=_me(ctx, q.assignee),
+        assignee_id=me_or(ctx, q.assignee),
         result=result_value(_one(q.result, RESULTS, "result", fields)),
-        page=_page(q.page_size, q.page_token, fields),
+        page=page_request(q.page_size, q.page_token, fields),
     )
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
@@ -574,15 +528,15 @@ def issues_request(ctx: Ctx, q: IssuesQuery) -> compliance_pb2.ListIssuesRequest
         severities=[
             severity_value(s) for s in _choices(q.severity, SEVERITIES, "severity", fields)
         ],
-        assignee_id=_me(ctx, q.assignee),
+        assignee_id=me_or(ctx, q.assignee),
         control_id=q.control.strip(),
         query=q.q[:200],
-        page=_page(q.page_size, q.page_token, fields),
+        page=page_request(q.page_size, q.page_token, fields),
     )
-    overdue = _flag(q.overdue, "overdue", fields)
+    overdue = flag(q.overdue, "overdue", fields)
     if overdue is not None:
         req.overdue = overdue
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
@@ -636,7 +590,9 @@ async def api_my_issues(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def api_my_issue(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     detail = await ctx.call(
         ctx.backends.compliance.GetIssue,
-        C.GetIssueRequest(caller=portal_caller(ctx), issue_id=request.match_info["id"]),
+        C.GetIssueRequest(
+            caller=portal_caller(ctx, PORTAL_PERMISSIONS), issue_id=request.match_info["id"]
+        ),
         safe=True,
     )
     return ctx.json(detail_out(detail))
@@ -647,7 +603,9 @@ async def api_comment_my_issue(request: web.Request, ctx: Ctx) -> web.StreamResp
     comment = await ctx.call(
         ctx.backends.compliance.AddIssueComment,
         C.AddIssueCommentRequest(
-            caller=portal_caller(ctx), issue_id=request.match_info["id"], body=body.body
+            caller=portal_caller(ctx, PORTAL_PERMISSIONS),
+            issue_id=request.match_info["id"],
+            body=body.body,
         ),
     )
     return ctx.json(comment_out(comment), status=201)
@@ -670,7 +628,7 @@ async def api_my_test(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     test = await ctx.call(
         ctx.backends.compliance.GetControlTest,
         C.GetControlTestRequest(
-            caller=portal_caller(ctx), control_test_id=request.match_info["id"]
+            caller=portal_caller(ctx, PORTAL_PERMISSIONS), control_test_id=request.match_info["id"]
         ),
         safe=True,
     )
@@ -682,7 +640,7 @@ async def api_complete_my_test(request: web.Request, ctx: Ctx) -> web.StreamResp
     resp = await ctx.call(
         ctx.backends.compliance.CompleteControlTest,
         C.CompleteControlTestRequest(
-            caller=portal_caller(ctx),
+            caller=portal_caller(ctx, PORTAL_PERMISSIONS),
             control_test_id=request.match_info["id"],
             result=result_value(body.result),
             notes=body.notes,
@@ -799,7 +757,7 @@ async def api_review_test(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         C.ReviewControlTestRequest(
             caller=ctx.caller(),
             control_test_id=request.match_info["id"],
-            decision=_value(C.ReviewDecision, "REVIEW_DECISION_", body.decision),  # type: ignore[arg-type]
+            decision=enum_value(C.ReviewDecision, "REVIEW_DECISION_", body.decision),
             notes=body.notes,
         ),
     )
@@ -883,31 +841,13 @@ async def api_comment_issue(request: web.Request, ctx: Ctx) -> web.StreamRespons
 # -- names of persons (pages; best effort) -------------------------------------------------
 
 
-async def _names(ctx: Ctx, ids: set[str]) -> dict[str, str]:
-    """Display names of persons, asked of the directory; an id stays short when it fails."""
-    system = common_pb2.Caller(workspace_id=ctx.workspace_id)
-
-    async def one(pid: str) -> tuple[str, str]:
-        try:
-            person = await ctx.call(
-                ctx.backends.directory.GetPerson,
-                directory_pb2.GetPersonRequest(caller=system, person_id=pid),
-                safe=True,
-            )
-        except Exception:
-            return pid, pid[:8]
-        return pid, person.name or person.email or pid[:8]
-
-    return dict(await asyncio.gather(*(one(pid) for pid in ids if pid)))
-
-
 async def _people(ctx: Ctx) -> list[tuple[str, str]]:
     """(id, name) of active persons for the owner and assignee menus; [] when unknown."""
     try:
         resp = await ctx.call(
             ctx.backends.directory.ListPersons,
             directory_pb2.ListPersonsRequest(
-                caller=common_pb2.Caller(workspace_id=ctx.workspace_id),
+                caller=system_caller(ctx),
                 active=True,
                 page=common_pb2.PageRequest(page_size=200),
             ),
@@ -915,6 +855,7 @@ async def _people(ctx: Ctx) -> list[tuple[str, str]]:
         )
     except Exception:
         return []
+    remember_names(ctx, resp.persons)
     return sorted(((p.id, p.name or p.email) for p in resp.persons), key=lambda x: x[1].lower())
 
 
@@ -944,26 +885,14 @@ def _control_view(c: compliance_pb2.Control) -> dict[str, Any]:
     return out
 
 
-def _links(path: str, params: dict[str, str], token: str) -> tuple[str, str]:
-    """(first page link, next page link) keeping the filters."""
-    query = {k: v for k, v in params.items() if v and k != "page_token"}
-    first = f"{path}?{urlencode(query)}" if params.get("page_token") else ""
-    nxt = f"{path}?{urlencode({**query, 'page_token': token})}" if token else ""
-    return first, nxt
-
-
 def _history(
     detail: compliance_pb2.IssueDetail, names: dict[str, str], me: str = ""
 ) -> list[dict[str, str]]:
     out = []
     for h in detail.history:
-        who = "You" if me and h.actor_id == me else names.get(h.actor_id, "System")
-        if not h.actor_id:
-            who = "System"
         old, new = h.old_value, h.new_value
         if h.field == "assignee_id":
-            old = names.get(old, old) if old else "nobody"
-            new = names.get(new, new) if new else "nobody"
+            old, new = assignee_text(names, old), assignee_text(names, new)
         if h.field == "status":
             old = STATUSES.get(old, old)
             new = " ".join(
@@ -972,11 +901,15 @@ def _history(
         what = (
             "Created"
             if h.field == "created"
-            else f"{h.field.removesuffix('_id').replace('_', ' ').capitalize()}: "
-            f"{old or '—'} → {new or '—'}"
+            else change_text(h.field.removesuffix("_id").replace("_", " ").capitalize(), old, new)
         )
         out.append(
-            {"at": _pretty(_time(h, "changed_at")), "who": who, "what": what, "note": h.note}
+            {
+                "at": pretty_time(time_of(h, "changed_at")),
+                "who": who(names, h.actor_id, me),
+                "what": what,
+                "note": h.note,
+            }
         )
     return out
 
@@ -985,7 +918,7 @@ def _history(
 
 
 async def page_my_issues(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    params = {k: request.query.get(k, "") for k in ("status", "page_token")}
+    params = query_params(request, ("status", "page_token"))
     issues: list[dict[str, Any]] = []
     error = ""
     first = nxt = ""
@@ -1000,7 +933,7 @@ async def page_my_issues(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         error = exc.message
     else:
         issues = [_issue_view(s) for s in resp.issues]
-        first, nxt = _links("/issues", params, resp.next_page_token)
+        first, nxt = page_links("/issues", params, resp.next_page_token)
     return ctx.render(
         "compliance/my_issues.html",
         {
@@ -1010,7 +943,7 @@ async def page_my_issues(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "error": error,
             "first_link": first,
             "next_link": nxt,
-            "pretty": _pretty,
+            "pretty": pretty_time,
         },
     )
 
@@ -1020,19 +953,19 @@ async def _render_my_issue(
 ) -> web.Response:
     detail = await ctx.call(
         ctx.backends.compliance.GetIssue,
-        C.GetIssueRequest(caller=portal_caller(ctx), issue_id=ref),
+        C.GetIssueRequest(caller=portal_caller(ctx, PORTAL_PERMISSIONS), issue_id=ref),
         safe=True,
     )
     me = ctx.person_id
     ids = {c.author_id for c in detail.comments} | {h.actor_id for h in detail.history}
     ids |= {h.old_value for h in detail.history if h.field == "assignee_id"}
     ids |= {h.new_value for h in detail.history if h.field == "assignee_id"}
-    names = await _names(ctx, ids - {me, ""})
+    names = await person_names(ctx, ids - {me, ""})
     comments = [
         {
             "body": c.body,
-            "created_at": _pretty(_time(c, "created_at")),
-            "author": "You" if c.author_id == me else names.get(c.author_id, "Compliance team"),
+            "created_at": pretty_time(time_of(c, "created_at")),
+            "author": who(names, c.author_id, me, "Compliance team"),
         }
         for c in detail.comments
     ]
@@ -1044,7 +977,7 @@ async def _render_my_issue(
             "history": _history(detail, names, me),
             "comment_error": comment_error,
             "comment_raw": comment_raw,
-            "pretty": _pretty,
+            "pretty": pretty_time,
         },
         status=status,
     )
@@ -1061,7 +994,9 @@ async def page_comment_my_issue(request: web.Request, ctx: Ctx) -> web.StreamRes
     try:
         await ctx.call(
             ctx.backends.compliance.AddIssueComment,
-            C.AddIssueCommentRequest(caller=portal_caller(ctx), issue_id=ref, body=body),
+            C.AddIssueCommentRequest(
+                caller=portal_caller(ctx, PORTAL_PERMISSIONS), issue_id=ref, body=body
+            ),
         )
     except ApiError as exc:
         if exc.status not in (409, 422):
@@ -1072,7 +1007,7 @@ async def page_comment_my_issue(request: web.Request, ctx: Ctx) -> web.StreamRes
 
 
 async def page_my_tests(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    params = {k: request.query.get(k, "") for k in ("state", "page_token")}
+    params = query_params(request, ("state", "page_token"))
     tests: list[dict[str, Any]] = []
     error = ""
     first = nxt = ""
@@ -1087,7 +1022,7 @@ async def page_my_tests(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         error = exc.message
     else:
         tests = [_test_view(t) for t in resp.control_tests]
-        first, nxt = _links("/control-tests", params, resp.next_page_token)
+        first, nxt = page_links("/control-tests", params, resp.next_page_token)
     return ctx.render(
         "compliance/my_tests.html",
         {
@@ -1110,7 +1045,7 @@ async def _render_my_test(
 ) -> web.Response:
     test = await ctx.call(
         ctx.backends.compliance.GetControlTest,
-        C.GetControlTestRequest(caller=portal_caller(ctx), control_test_id=ref),
+        C.GetControlTestRequest(caller=portal_caller(ctx, PORTAL_PERMISSIONS), control_test_id=ref),
         safe=True,
     )
     return ctx.render(
@@ -1122,7 +1057,7 @@ async def _render_my_test(
             "errors": errors or {},
             "form": raw or {},
             "done": ctx.request.query.get("done") == "1",
-            "pretty": _pretty,
+            "pretty": pretty_time,
         },
         status=status,
     )
@@ -1145,7 +1080,7 @@ async def page_complete_my_test(request: web.Request, ctx: Ctx) -> web.StreamRes
         await ctx.call(
             ctx.backends.compliance.CompleteControlTest,
             C.CompleteControlTestRequest(
-                caller=portal_caller(ctx),
+                caller=portal_caller(ctx, PORTAL_PERMISSIONS),
                 control_test_id=ref,
                 result=result_value(result),
                 notes=raw.get("notes", ""),
@@ -1155,23 +1090,20 @@ async def page_complete_my_test(request: web.Request, ctx: Ctx) -> web.StreamRes
     except ApiError as exc:
         if exc.status not in (409, 422):
             raise
-        return await _render_my_test(
-            ctx, ref, exc.fields or {"form": exc.message}, raw, status=exc.status
-        )
+        return await _render_my_test(ctx, ref, form_errors(exc), raw, status=exc.status)
     raise ctx.redirect(f"/control-tests/{ref}?done=1")
 
 
 # -- management pages ----------------------------------------------------------------------
 
 
-def _notice(request: web.Request) -> str:
-    return {
-        "created": "Created.",
-        "updated": "Saved.",
-        "status": "Status changed.",
-        "commented": "Comment added.",
-        "reviewed": "Review recorded.",
-    }.get(request.query.get("done", ""), "")
+NOTICES = {
+    "created": "Created.",
+    "updated": "Saved.",
+    "status": "Status changed.",
+    "commented": "Comment added.",
+    "reviewed": "Review recorded.",
+}
 
 
 async def page_controls(
@@ -1182,7 +1114,7 @@ async def page_controls(
     status: int = 200,
 ) -> web.StreamResponse:
     keys = ("q", "active", "frequency", "owner", "page_token")
-    params = {k: request.query.get(k, "") for k in keys}
+    params = query_params(request, keys)
     controls: list[dict[str, Any]] = []
     error = ""
     first = nxt = ""
@@ -1197,8 +1129,9 @@ async def page_controls(
         error = exc.message
     else:
         controls = [_control_view(c) for c in resp.controls]
-        first, nxt = _links("/management/controls", params, resp.next_page_token)
-    names = await _names(ctx, {c["owner_id"] for c in controls})
+        first, nxt = page_links("/management/controls", params, resp.next_page_token)
+    people = await _people(ctx)
+    names = await person_names(ctx, {c["owner_id"] for c in controls})
     return ctx.render(
         "compliance/controls.html",
         {
@@ -1206,11 +1139,11 @@ async def page_controls(
             "params": params,
             "frequencies": FREQUENCIES,
             "names": names,
-            "people": await _people(ctx),
+            "people": people,
             "errors": errors or {},
             "form": raw or {},
             "error": error,
-            "notice": _notice(request),
+            "notice": notice(request, NOTICES),
             "first_link": first,
             "next_link": nxt,
         },
@@ -1240,7 +1173,7 @@ async def page_create_control(request: web.Request, ctx: Ctx) -> web.StreamRespo
     except ApiError as exc:
         if exc.status != 422:
             raise
-        return await page_controls(request, ctx, exc.fields or {"form": exc.message}, raw, 422)
+        return await page_controls(request, ctx, form_errors(exc), raw, 422)
     raise ctx.redirect(f"/management/controls/{control.number}?done=created")
 
 
@@ -1266,18 +1199,19 @@ async def _render_control(
         safe=True,
     )
     views = [_test_view(t) for t in tests.control_tests]
-    names = await _names(ctx, {control.owner_id} | {t["assignee_id"] or "" for t in views})
+    people = await _people(ctx)
+    names = await person_names(ctx, {control.owner_id} | {t["assignee_id"] or "" for t in views})
     return ctx.render(
         "compliance/control.html",
         {
             "c": _control_view(control),
             "tests": views,
             "names": names,
-            "people": await _people(ctx),
+            "people": people,
             "frequencies": FREQUENCIES,
             "errors": errors or {},
             "form": raw or {},
-            "notice": _notice(ctx.request),
+            "notice": notice(ctx.request, NOTICES),
         },
         status=status,
     )
@@ -1301,7 +1235,7 @@ async def page_update_control(request: web.Request, ctx: Ctx) -> web.StreamRespo
         framework_ref=raw.get("framework_ref"),
         frequency=frequency,  # type: ignore[arg-type]
         owner_id=raw.get("owner_id") or None,
-        active=raw.get("active") in ("1", "on", "true"),
+        active=checked(raw, "active"),
     )
     try:
         await ctx.call(
@@ -1310,7 +1244,7 @@ async def page_update_control(request: web.Request, ctx: Ctx) -> web.StreamRespo
     except ApiError as exc:
         if exc.status != 422:
             raise
-        return await _render_control(ctx, ref, exc.fields or {"form": exc.message}, raw, 422)
+        return await _render_control(ctx, ref, form_errors(exc), raw, 422)
     raise ctx.redirect(f"/management/controls/{ref}?done=updated")
 
 
@@ -1322,7 +1256,7 @@ async def page_tests(
     status: int = 200,
 ) -> web.StreamResponse:
     keys = ("control", "state", "assignee", "result", "page_token")
-    params = {k: request.query.get(k, "") for k in keys}
+    params = query_params(request, keys)
     tests: list[dict[str, Any]] = []
     error = ""
     first = nxt = ""
@@ -1337,8 +1271,9 @@ async def page_tests(
         error = exc.message
     else:
         tests = [_test_view(t) for t in resp.control_tests]
-        first, nxt = _links("/management/control-tests", params, resp.next_page_token)
-    names = await _names(ctx, {t["assignee_id"] or "" for t in tests})
+        first, nxt = page_links("/management/control-tests", params, resp.next_page_token)
+    people = await _people(ctx)
+    names = await person_names(ctx, {t["assignee_id"] or "" for t in tests})
     return ctx.render(
         "compliance/tests.html",
         {
@@ -1347,11 +1282,11 @@ async def page_tests(
             "states": STATES,
             "results": RESULTS,
             "names": names,
-            "people": await _people(ctx),
+            "people": people,
             "errors": errors or {},
             "form": raw or {},
             "error": error,
-            "notice": _notice(request),
+            "notice": notice(request, NOTICES),
             "first_link": first,
             "next_link": nxt,
         },
@@ -1377,7 +1312,7 @@ async def page_create_test(request: web.Request, ctx: Ctx) -> web.StreamResponse
     except ApiError as exc:
         if exc.status not in (409, 422):
             raise
-        return await page_tests(request, ctx, exc.fields or {"form": exc.message}, raw, exc.status)
+        return await page_tests(request, ctx, form_errors(exc), raw, exc.status)
     raise ctx.redirect(f"/management/control-tests/{test.number}?done=created")
 
 
@@ -1394,7 +1329,8 @@ async def _render_test(
         safe=True,
     )
     view = _test_view(test)
-    names = await _names(
+    people = await _people(ctx)
+    names = await person_names(
         ctx, {view["assignee_id"] or "", view["tester_id"] or "", view["reviewer_id"] or ""}
     )
     return ctx.render(
@@ -1402,15 +1338,15 @@ async def _render_test(
         {
             "t": view,
             "names": names,
-            "people": await _people(ctx),
+            "people": people,
             "reviews": REVIEWS,
             "can_review": view["state"] == "completed"
             and not view["review"]
             and view["tester_id"] != ctx.person_id,
             "errors": errors or {},
             "form": raw or {},
-            "notice": _notice(ctx.request),
-            "pretty": _pretty,
+            "notice": notice(ctx.request, NOTICES),
+            "pretty": pretty_time,
         },
         status=status,
     )
@@ -1434,7 +1370,7 @@ async def page_update_test(request: web.Request, ctx: Ctx) -> web.StreamResponse
     except ApiError as exc:
         if exc.status not in (409, 422):
             raise
-        return await _render_test(ctx, ref, exc.fields or {"form": exc.message}, raw, exc.status)
+        return await _render_test(ctx, ref, form_errors(exc), raw, exc.status)
     raise ctx.redirect(f"/management/control-tests/{ref}?done=updated")
 
 
@@ -1451,7 +1387,7 @@ async def page_review_test(request: web.Request, ctx: Ctx) -> web.StreamResponse
             C.ReviewControlTestRequest(
                 caller=ctx.caller(),
                 control_test_id=ref,
-                decision=_value(C.ReviewDecision, "REVIEW_DECISION_", decision),  # type: ignore[arg-type]
+                decision=enum_value(C.ReviewDecision, "REVIEW_DECISION_", decision),
                 notes=raw.get("review_notes", ""),
             ),
         )
@@ -1470,7 +1406,7 @@ async def page_issues(
     status: int = 200,
 ) -> web.StreamResponse:
     keys = ("status", "severity", "assignee", "overdue", "control", "q", "page_token")
-    params = {k: request.query.get(k, "") for k in keys}
+    params = query_params(request, keys)
     issues: list[dict[str, Any]] = []
     error = ""
     first = nxt = ""
@@ -1483,8 +1419,9 @@ async def page_issues(
         error = exc.message
     else:
         issues = [_issue_view(s) for s in resp.issues]
-        first, nxt = _links("/management/issues", params, resp.next_page_token)
-    names = await _names(ctx, {s["assignee_id"] or "" for s in issues})
+        first, nxt = page_links("/management/issues", params, resp.next_page_token)
+    people = await _people(ctx)
+    names = await person_names(ctx, {s["assignee_id"] or "" for s in issues})
     return ctx.render(
         "compliance/issues.html",
         {
@@ -1493,11 +1430,11 @@ async def page_issues(
             "statuses": STATUSES,
             "severities": SEVERITIES,
             "names": names,
-            "people": await _people(ctx),
+            "people": people,
             "errors": errors or {},
             "form": raw or {},
             "error": error,
-            "notice": _notice(request),
+            "notice": notice(request, NOTICES),
             "first_link": first,
             "next_link": nxt,
         },
@@ -1528,7 +1465,7 @@ async def page_create_issue(request: web.Request, ctx: Ctx) -> web.StreamRespons
     except ApiError as exc:
         if exc.status != 422:
             raise
-        return await page_issues(request, ctx, exc.fields or {"form": exc.message}, raw, 422)
+        return await page_issues(request, ctx, form_errors(exc), raw, 422)
     raise ctx.redirect(f"/management/issues/{issue.number}?done=created")
 
 
@@ -1549,12 +1486,13 @@ async def _render_issue(
     ids |= {c.author_id for c in detail.comments} | {h.actor_id for h in detail.history}
     ids |= {h.old_value for h in detail.history if h.field == "assignee_id"}
     ids |= {h.new_value for h in detail.history if h.field == "assignee_id"}
-    names = await _names(ctx, ids)
+    people = await _people(ctx)
+    names = await person_names(ctx, ids)
     comments = [
         {
             "body": c.body,
-            "created_at": _pretty(_time(c, "created_at")),
-            "author": names.get(c.author_id, "System") if c.author_id else "System",
+            "created_at": pretty_time(time_of(c, "created_at")),
+            "author": who(names, c.author_id),
         }
         for c in detail.comments
     ]
@@ -1565,12 +1503,12 @@ async def _render_issue(
             "names": names,
             "comments": comments,
             "history": _history(detail, names),
-            "people": await _people(ctx),
+            "people": people,
             "severities": SEVERITIES,
             "errors": errors or {},
             "form": raw or {},
-            "notice": _notice(ctx.request),
-            "pretty": _pretty,
+            "notice": notice(ctx.request, NOTICES),
+            "pretty": pretty_time,
         },
         status=status,
     )
@@ -1599,7 +1537,7 @@ async def page_update_issue(request: web.Request, ctx: Ctx) -> web.StreamRespons
     except ApiError as exc:
         if exc.status not in (409, 422):
             raise
-        return await _render_issue(ctx, ref, exc.fields or {"form": exc.message}, raw, exc.status)
+        return await _render_issue(ctx, ref, form_errors(exc), raw, exc.status)
     raise ctx.redirect(f"/management/issues/{ref}?done=updated")
 
 

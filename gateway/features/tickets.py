@@ -5,18 +5,39 @@ another person's ticket or an internal note, whatever management roles the perso
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
 from frontdesk.v1 import common_pb2, directory_pb2, tickets_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.errors import ApiError
+from gateway.present import (
+    assignee_text,
+    change_text,
+    checked,
+    enum_name,
+    enum_value,
+    fields_message,
+    form_errors,
+    me_or,
+    notice,
+    page_links,
+    page_request,
+    person_names,
+    portal_caller,
+    pretty_time,
+    query_params,
+    raise_invalid,
+    remember_names,
+    split_list,
+    stamp,
+    system_caller,
+    time_of,
+    who,
+)
 from gateway.routing import Ctx, Route
 
 T = tickets_pb2
@@ -66,6 +87,12 @@ SORTS = {
     "priority": T.TICKET_SORT_PRIORITY,
     "priority_desc": T.TICKET_SORT_PRIORITY_DESC,
 }
+NOTICES = {
+    "updated": "Saved.",
+    "status": "Status changed.",
+    "commented": "Comment added.",
+    "noted": "Internal note added.",
+}
 SORT_LABELS = {
     "created_desc": "Newest first",
     "created_asc": "Oldest first",
@@ -76,51 +103,23 @@ SORT_LABELS = {
 }
 
 
-# -- enums and times ----------------------------------------------------------------------
-
-
-def _name(wrapper: Any, prefix: str, value: int) -> str:
-    """TICKET_STATUS_IN_PROGRESS -> "in_progress"; "" for UNSPECIFIED."""
-    if value == 0:
-        return ""
-    return str(wrapper.Name(value))[len(prefix) :].lower()
-
-
-def _value(wrapper: Any, prefix: str, name: str) -> int:
-    return int(wrapper.Value(prefix + name.upper()))
+# -- enums --------------------------------------------------------------------------------
 
 
 def status_name(value: int) -> str:
-    return _name(T.TicketStatus, "TICKET_STATUS_", value)
+    return enum_name(T.TicketStatus, "TICKET_STATUS_", value)
 
 
 def type_name(value: int) -> str:
-    return _name(T.TicketType, "TICKET_TYPE_", value)
+    return enum_name(T.TicketType, "TICKET_TYPE_", value)
 
 
 def level_name(value: int) -> str:
-    return _name(T.TicketLevel, "TICKET_LEVEL_", value)
+    return enum_name(T.TicketLevel, "TICKET_LEVEL_", value)
 
 
-def level_value(name: str | None) -> int:
-    return _value(T.TicketLevel, "TICKET_LEVEL_", name) if name else 0
-
-
-def _time(msg: Any, name: str) -> str | None:
-    if not msg.HasField(name):
-        return None
-    ts: Timestamp = getattr(msg, name)
-    return ts.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
-def _stamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)  # form inputs without a zone are UTC
-    ts = Timestamp()
-    ts.FromDatetime(value.astimezone(UTC))
-    return ts
+def level_value(name: str | None) -> Any:
+    return enum_value(T.TicketLevel, "TICKET_LEVEL_", name)
 
 
 # -- JSON schemas --------------------------------------------------------------------------
@@ -289,12 +288,12 @@ def ticket_out(t: tickets_pb2.Ticket) -> TicketOut:
         assignee_id=t.assignee_id or None,
         reason=t.reason if change else None,
         risk=level_name(t.risk) or None if change else None,
-        planned_start=_time(t, "planned_start"),
-        planned_end=_time(t, "planned_end"),
-        created_at=_time(t, "created_at"),
-        updated_at=_time(t, "updated_at"),
-        resolved_at=_time(t, "resolved_at"),
-        closed_at=_time(t, "closed_at"),
+        planned_start=time_of(t, "planned_start"),
+        planned_end=time_of(t, "planned_end"),
+        created_at=time_of(t, "created_at"),
+        updated_at=time_of(t, "updated_at"),
+        resolved_at=time_of(t, "resolved_at"),
+        closed_at=time_of(t, "closed_at"),
     )
 
 
@@ -304,7 +303,7 @@ def comment_out(c: tickets_pb2.TicketComment) -> TicketCommentOut:
         author_id=c.author_id or None,
         body=c.body,
         internal=c.internal,
-        created_at=_time(c, "created_at"),
+        created_at=time_of(c, "created_at"),
     )
 
 
@@ -315,7 +314,7 @@ def status_change_out(h: tickets_pb2.StatusChange) -> TicketStatusChangeOut:
         actor_id=h.actor_id or None,
         note=h.note,
         by_requester_comment=h.by_requester_comment,
-        changed_at=_time(h, "changed_at"),
+        changed_at=time_of(h, "changed_at"),
     )
 
 
@@ -325,53 +324,38 @@ def field_change_out(h: tickets_pb2.FieldChange) -> TicketFieldChangeOut:
         old_value=h.old_value,
         new_value=h.new_value,
         actor_id=h.actor_id or None,
-        changed_at=_time(h, "changed_at"),
+        changed_at=time_of(h, "changed_at"),
     )
 
 
-def portal_caller(ctx: Ctx) -> common_pb2.Caller:
-    """The Caller for portal calls: only the portal's ticket permissions, never Ticket:manage,
-    so the service treats an agent in the portal exactly like any requester."""
-    return common_pb2.Caller(
-        workspace_id=ctx.workspace_id,
-        person_id=ctx.person_id,
-        permissions=[p for p in PORTAL_PERMISSIONS if ctx.has(p)],
-    )
-
-
-def _split(raw: str) -> list[str]:
-    return [part.strip().lower() for part in raw.split(",") if part.strip()]
-
-
-def _statuses(raw: str, fields: dict[str, str]) -> list[int]:
+def _statuses(raw: str, fields: dict[str, str]) -> list[Any]:
     out = []
-    for name in _split(raw):
+    for name in split_list(raw):
         if name not in STATUS_LABELS:
             fields["status"] = f"unknown status {name!r}; use {', '.join(STATUS_LABELS)}"
             continue
-        out.append(_value(T.TicketStatus, "TICKET_STATUS_", name))
+        out.append(enum_value(T.TicketStatus, "TICKET_STATUS_", name))
     return out
 
 
-def _type(raw: str, fields: dict[str, str]) -> int:
+def _type(raw: str, fields: dict[str, str]) -> Any:
     name = raw.strip().lower()
     if not name:
         return 0
     if name not in TYPE_LABELS:
         fields["type"] = "must be incident or change_request"
         return 0
-    return _value(T.TicketType, "TICKET_TYPE_", name)
+    return enum_value(T.TicketType, "TICKET_TYPE_", name)
 
 
-def _page_size(size: int, fields: dict[str, str]) -> int:
-    if size < 1 or size > 100:
-        fields["page_size"] = "must be between 1 and 100"
-    return size
-
-
-def _invalid(fields: dict[str, str]) -> None:
-    if fields:
-        raise ApiError(422, "invalid", "; ".join(f"{k}: {v}" for k, v in fields.items()), fields)
+def _copy_planned(
+    req: tickets_pb2.CreateTicketRequest | tickets_pb2.UpdateTicketRequest,
+    body: TicketIn | TicketOnBehalfIn | TicketPatchIn,
+) -> None:
+    for name in ("planned_start", "planned_end"):
+        ts = stamp(getattr(body, name))
+        if ts is not None:
+            getattr(req, name).CopyFrom(ts)
 
 
 def create_request(
@@ -382,21 +366,18 @@ def create_request(
 ) -> tickets_pb2.CreateTicketRequest:
     req = T.CreateTicketRequest(
         caller=caller,
-        type=_value(T.TicketType, "TICKET_TYPE_", body.type),  # type: ignore[arg-type]
+        type=enum_value(T.TicketType, "TICKET_TYPE_", body.type),
         title=body.title,
         description=body.description,
-        impact=level_value(body.impact),  # type: ignore[arg-type]
-        urgency=level_value(body.urgency),  # type: ignore[arg-type]
+        impact=level_value(body.impact),
+        urgency=level_value(body.urgency),
         idempotency_key=idempotency_key,
         requester_id=requester_id,
     )
     if body.type == "change_request":
         req.reason = body.reason
-        req.risk = level_value(body.risk)  # type: ignore[assignment]
-        for name in ("planned_start", "planned_end"):
-            stamp = _stamp(getattr(body, name))
-            if stamp is not None:
-                getattr(req, name).CopyFrom(stamp)
+        req.risk = level_value(body.risk)
+        _copy_planned(req, body)
     return req
 
 
@@ -419,15 +400,13 @@ async def api_my_tickets(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     q: MyTicketsQuery = ctx.query
     fields: dict[str, str] = {}
     req = T.ListMyTicketsRequest(
-        caller=portal_caller(ctx),
-        statuses=_statuses(q.status, fields),  # type: ignore[arg-type]
-        type=_type(q.type, fields),  # type: ignore[arg-type]
+        caller=portal_caller(ctx, PORTAL_PERMISSIONS),
+        statuses=_statuses(q.status, fields),
+        type=_type(q.type, fields),
         query=q.q,
-        page=common_pb2.PageRequest(
-            page_size=_page_size(q.page_size, fields), page_token=q.page_token
-        ),
+        page=page_request(q.page_size, q.page_token, fields),
     )
-    _invalid(fields)
+    raise_invalid(fields)
     resp = await ctx.call(ctx.backends.tickets.ListMyTickets, req, safe=True)
     return ctx.json(
         TicketListOut(
@@ -438,7 +417,7 @@ async def api_my_tickets(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def api_create_ticket(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     body: TicketIn = ctx.body
-    req = create_request(portal_caller(ctx), body, _idempotency_key(request))
+    req = create_request(portal_caller(ctx, PORTAL_PERMISSIONS), body, _idempotency_key(request))
     # Safe to retry only when the client gave a key: the service then returns the same ticket.
     ticket = await ctx.call(ctx.backends.tickets.CreateTicket, req, safe=bool(req.idempotency_key))
     return ctx.json(ticket_out(ticket), status=201)
@@ -447,7 +426,9 @@ async def api_create_ticket(request: web.Request, ctx: Ctx) -> web.StreamRespons
 async def api_my_ticket(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     detail = await ctx.call(
         ctx.backends.tickets.GetTicket,
-        T.GetTicketRequest(caller=portal_caller(ctx), ticket_id=request.match_info["id"]),
+        T.GetTicketRequest(
+            caller=portal_caller(ctx, PORTAL_PERMISSIONS), ticket_id=request.match_info["id"]
+        ),
         safe=True,
     )
     return ctx.json(
@@ -464,7 +445,9 @@ async def api_comment_my_ticket(request: web.Request, ctx: Ctx) -> web.StreamRes
     resp = await ctx.call(
         ctx.backends.tickets.AddComment,
         T.AddCommentRequest(
-            caller=portal_caller(ctx), ticket_id=request.match_info["id"], body=body.body
+            caller=portal_caller(ctx, PORTAL_PERMISSIONS),
+            ticket_id=request.match_info["id"],
+            body=body.body,
         ),
     )
     return ctx.json(
@@ -479,30 +462,25 @@ async def api_comment_my_ticket(request: web.Request, ctx: Ctx) -> web.StreamRes
 def _queue_request(ctx: Ctx, q: TicketQueueQuery) -> tickets_pb2.ListTicketsRequest:
     fields: dict[str, str] = {}
     priorities = []
-    for name in _split(q.priority):
+    for name in split_list(q.priority):
         if name not in PRIORITY_NAMES[1:]:
             fields["priority"] = f"unknown priority {name!r}; use {', '.join(PRIORITY_NAMES[1:])}"
         else:
             priorities.append(PRIORITY_NAMES.index(name))
     if q.sort not in SORTS:
         fields["sort"] = f"use one of {', '.join(SORTS)}"
-    assignee = q.assignee.strip()
-    if assignee.lower() == "me":
-        assignee = ctx.person_id
     req = T.ListTicketsRequest(
         caller=ctx.caller(),
-        statuses=_statuses(q.status, fields),  # type: ignore[arg-type]
-        type=_type(q.type, fields),  # type: ignore[arg-type]
+        statuses=_statuses(q.status, fields),
+        type=_type(q.type, fields),
         priorities=priorities,  # type: ignore[arg-type]
-        assignee_id=assignee,
+        assignee_id=me_or(ctx, q.assignee),
         requester_id=q.requester.strip(),
         query=q.q,
         sort=SORTS.get(q.sort, T.TICKET_SORT_CREATED_DESC),
-        page=common_pb2.PageRequest(
-            page_size=_page_size(q.page_size, fields), page_token=q.page_token
-        ),
+        page=page_request(q.page_size, q.page_token, fields),
     )
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
@@ -548,18 +526,15 @@ def update_request(
     req = T.UpdateTicketRequest(
         caller=caller,
         ticket_id=ticket_id,
-        impact=level_value(body.impact),  # type: ignore[arg-type]
-        urgency=level_value(body.urgency),  # type: ignore[arg-type]
-        risk=level_value(body.risk),  # type: ignore[arg-type]
+        impact=level_value(body.impact),
+        urgency=level_value(body.urgency),
+        risk=level_value(body.risk),
     )
     for name in ("title", "description", "reason", "assignee_id"):
         value = getattr(body, name)
         if value is not None:
             setattr(req, name, value)
-    for name in ("planned_start", "planned_end"):
-        stamp = _stamp(getattr(body, name))
-        if stamp is not None:
-            getattr(req, name).CopyFrom(stamp)
+    _copy_planned(req, body)
     return req
 
 
@@ -579,7 +554,7 @@ async def api_manage_status(request: web.Request, ctx: Ctx) -> web.StreamRespons
         T.ChangeStatusRequest(
             caller=ctx.caller(),
             ticket_id=request.match_info["id"],
-            status=_value(T.TicketStatus, "TICKET_STATUS_", body.status),  # type: ignore[arg-type]
+            status=enum_value(T.TicketStatus, "TICKET_STATUS_", body.status),
             note=body.note,
         ),
     )
@@ -606,32 +581,13 @@ async def api_manage_comment(request: web.Request, ctx: Ctx) -> web.StreamRespon
 # -- names of persons (management pages; best effort) --------------------------------------
 
 
-async def _names(ctx: Ctx, ids: set[str]) -> dict[str, str]:
-    """Display names of persons, asked of the directory; an id stays as is when it fails."""
-    system = common_pb2.Caller(workspace_id=ctx.workspace_id)
-
-    async def one(pid: str) -> tuple[str, str]:
-        try:
-            person = await ctx.call(
-                ctx.backends.directory.GetPerson,
-                directory_pb2.GetPersonRequest(caller=system, person_id=pid),
-                safe=True,
-            )
-        except Exception:
-            return pid, pid[:8]
-        return pid, person.name or person.email or pid[:8]
-
-    found = await asyncio.gather(*(one(pid) for pid in ids if pid))
-    return dict(found)
-
-
 async def _agents(ctx: Ctx) -> list[tuple[str, str]]:
     """(id, name) of persons holding Ticket:manage, for the assignee menu; [] when unknown."""
     try:
         resp = await ctx.call(
             ctx.backends.directory.ListPersonsWithPermission,
             directory_pb2.ListPersonsWithPermissionRequest(
-                caller=common_pb2.Caller(workspace_id=ctx.workspace_id),
+                caller=system_caller(ctx),
                 permission="Ticket:manage",
                 page=common_pb2.PageRequest(page_size=100),
             ),
@@ -639,6 +595,7 @@ async def _agents(ctx: Ctx) -> list[tuple[str, str]]:
         )
     except Exception:
         return []
+    remember_names(ctx, resp.persons)
     return sorted(((p.id, p.name or p.email) for p in resp.persons if p.active), key=lambda x: x[1])
 
 
@@ -654,33 +611,21 @@ def _view(t: tickets_pb2.Ticket) -> dict[str, Any]:
     return out
 
 
-def _pretty_time(value: str | None) -> str:
-    if not value:
-        return ""
-    return value.replace("T", " ")[:16] + " UTC"
-
-
-def _page_link(path: str, params: dict[str, str], token: str) -> str:
-    query = {k: v for k, v in params.items() if v and k != "page_token"}
-    query["page_token"] = token
-    return f"{path}?{urlencode(query)}"
-
-
 async def page_my_tickets(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    params = {k: request.query.get(k, "") for k in ("status", "type", "q", "page_token")}
+    params = query_params(request, ("status", "type", "q", "page_token"))
     fields: dict[str, str] = {}
     req = T.ListMyTicketsRequest(
-        caller=portal_caller(ctx),
-        statuses=_statuses(params["status"], fields),  # type: ignore[arg-type]
-        type=_type(params["type"], fields),  # type: ignore[arg-type]
+        caller=portal_caller(ctx, PORTAL_PERMISSIONS),
+        statuses=_statuses(params["status"], fields),
+        type=_type(params["type"], fields),
         query=params["q"][:200],
         page=common_pb2.PageRequest(page_size=25, page_token=params["page_token"]),
     )
     tickets: list[dict[str, Any]] = []
-    next_link = ""
+    next_token = ""
     error = ""
     if fields:
-        error = "; ".join(f"{k}: {v}" for k, v in fields.items())
+        error = fields_message(fields)
     else:
         try:
             resp = await ctx.call(ctx.backends.tickets.ListMyTickets, req, safe=True)
@@ -690,8 +635,8 @@ async def page_my_tickets(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             error = "That page no longer exists; start again from the first page."
         else:
             tickets = [_view(t) for t in resp.tickets]
-            if resp.next_page_token:
-                next_link = _page_link("/tickets", params, resp.next_page_token)
+            next_token = resp.next_page_token
+    first_link, next_link = page_links("/tickets", params, next_token)
     return ctx.render(
         "tickets/list.html",
         {
@@ -700,12 +645,9 @@ async def page_my_tickets(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "statuses": STATUS_LABELS,
             "types": TYPE_LABELS,
             "next_link": next_link,
-            "first_link": "/tickets?"
-            + urlencode({k: v for k, v in params.items() if v and k != "page_token"})
-            if params["page_token"]
-            else "",
+            "first_link": first_link,
             "error": error,
-            "pretty": _pretty_time,
+            "pretty": pretty_time,
             "can_create": ctx.has("Ticket:create"),
         },
     )
@@ -760,7 +702,9 @@ def _form_to_request(
         planned_start=times["planned_start"],
         planned_end=times["planned_end"],
     )
-    return create_request(portal_caller(ctx), body, form.idempotency_key[:200]), {}
+    return create_request(
+        portal_caller(ctx, PORTAL_PERMISSIONS), body, form.idempotency_key[:200]
+    ), {}
 
 
 def _render_new(
@@ -795,7 +739,7 @@ async def page_create_ticket(request: web.Request, ctx: Ctx) -> web.StreamRespon
     except ApiError as exc:
         if exc.status != 422:
             raise
-        return _render_new(ctx, raw, exc.fields or {"form": exc.message}, status=422)
+        return _render_new(ctx, raw, form_errors(exc), status=422)
     raise ctx.redirect(f"/tickets/{ticket.number}?created=1")
 
 
@@ -804,15 +748,15 @@ async def _render_portal_detail(
 ) -> web.Response:
     detail = await ctx.call(
         ctx.backends.tickets.GetTicket,
-        T.GetTicketRequest(caller=portal_caller(ctx), ticket_id=ref),
+        T.GetTicketRequest(caller=portal_caller(ctx, PORTAL_PERMISSIONS), ticket_id=ref),
         safe=True,
     )
     me = ctx.person_id
     comments = [
         {
             "body": c.body,
-            "created_at": _pretty_time(_time(c, "created_at")),
-            "author": "You" if c.author_id == me else "Support",
+            "created_at": pretty_time(time_of(c, "created_at")),
+            "author": who({}, c.author_id, me, "Support"),
         }
         for c in detail.comments
         if not c.internal
@@ -823,7 +767,7 @@ async def _render_portal_detail(
             "to": STATUS_LABELS.get(status_name(h.to_status), ""),
             "note": h.note,
             "by_comment": h.by_requester_comment,
-            "at": _pretty_time(_time(h, "changed_at")),
+            "at": pretty_time(time_of(h, "changed_at")),
         }
         for h in detail.status_history
     ]
@@ -836,7 +780,7 @@ async def _render_portal_detail(
             "comment_error": comment_error,
             "comment_raw": comment_raw,
             "created": ctx.request.query.get("created") == "1",
-            "pretty": _pretty_time,
+            "pretty": pretty_time,
         },
         status=status,
     )
@@ -853,7 +797,9 @@ async def page_comment_my_ticket(request: web.Request, ctx: Ctx) -> web.StreamRe
     try:
         await ctx.call(
             ctx.backends.tickets.AddComment,
-            T.AddCommentRequest(caller=portal_caller(ctx), ticket_id=ref, body=body),
+            T.AddCommentRequest(
+                caller=portal_caller(ctx, PORTAL_PERMISSIONS), ticket_id=ref, body=body
+            ),
         )
     except ApiError as exc:
         if exc.status not in (409, 422):
@@ -868,7 +814,7 @@ async def page_comment_my_ticket(request: web.Request, ctx: Ctx) -> web.StreamRe
 
 async def page_queue(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     keys = ("status", "type", "priority", "assignee", "requester", "q", "sort", "page_token")
-    params = {k: request.query.get(k, "") for k in keys}
+    params = query_params(request, keys)
     params["sort"] = params["sort"] or "created_desc"
     query = TicketQueueQuery(
         status=params["status"],
@@ -881,7 +827,7 @@ async def page_queue(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         page_token=params["page_token"],
     )
     tickets: list[dict[str, Any]] = []
-    next_link = ""
+    next_token = ""
     error = ""
     try:
         resp = await ctx.call(
@@ -893,9 +839,10 @@ async def page_queue(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         error = exc.message
     else:
         tickets = [_view(t) for t in resp.tickets]
-        if resp.next_page_token:
-            next_link = _page_link("/management/tickets", params, resp.next_page_token)
-    names = await _names(
+        next_token = resp.next_page_token
+    first_link, next_link = page_links("/management/tickets", params, next_token)
+    agents = await _agents(ctx)
+    names = await person_names(
         ctx, {t["requester_id"] for t in tickets} | {t["assignee_id"] or "" for t in tickets}
     )
     return ctx.render(
@@ -908,14 +855,11 @@ async def page_queue(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "priorities": PRIORITY_NAMES[1:],
             "sorts": SORT_LABELS,
             "names": names,
-            "agents": await _agents(ctx),
+            "agents": agents,
             "next_link": next_link,
-            "first_link": "/management/tickets?"
-            + urlencode({k: v for k, v in params.items() if v and k != "page_token"})
-            if params["page_token"]
-            else "",
+            "first_link": first_link,
             "error": error,
-            "pretty": _pretty_time,
+            "pretty": pretty_time,
         },
     )
 
@@ -938,13 +882,14 @@ async def _render_manage_detail(
     ids = {t["requester_id"], t["assignee_id"] or ""}
     ids |= {c.author_id for c in detail.comments}
     ids |= {h.actor_id for h in detail.status_history} | {h.actor_id for h in detail.field_history}
-    names = await _names(ctx, ids)
+    agents = await _agents(ctx)
+    names = await person_names(ctx, ids)
     comments = [
         {
             "body": c.body,
             "internal": c.internal,
-            "author": names.get(c.author_id, "System") if c.author_id else "System",
-            "created_at": _pretty_time(_time(c, "created_at")),
+            "author": who(names, c.author_id),
+            "created_at": pretty_time(time_of(c, "created_at")),
         }
         for c in detail.comments
     ]
@@ -952,9 +897,9 @@ async def _render_manage_detail(
     for h in detail.status_history:
         history.append(
             {
-                "at": _pretty_time(_time(h, "changed_at")),
+                "at": pretty_time(time_of(h, "changed_at")),
                 "when": h.changed_at.ToNanoseconds(),
-                "who": names.get(h.actor_id, "System") if h.actor_id else "System",
+                "who": who(names, h.actor_id),
                 "what": (
                     f"Status {STATUS_LABELS.get(status_name(h.from_status), '')} → "
                     f"{STATUS_LABELS.get(status_name(h.to_status), '')}"
@@ -968,14 +913,13 @@ async def _render_manage_detail(
     for f in detail.field_history:
         old, new = f.old_value, f.new_value
         if f.field == "assignee":
-            old = names.get(old, old) if old else "nobody"
-            new = names.get(new, new) if new else "nobody"
+            old, new = assignee_text(names, old), assignee_text(names, new)
         history.append(
             {
-                "at": _pretty_time(_time(f, "changed_at")),
+                "at": pretty_time(time_of(f, "changed_at")),
                 "when": f.changed_at.ToNanoseconds(),
-                "who": names.get(f.actor_id, "System") if f.actor_id else "System",
-                "what": f"{f.field.replace('_', ' ').capitalize()}: {old or '—'} → {new or '—'}",
+                "who": who(names, f.actor_id),
+                "what": change_text(f.field.replace("_", " ").capitalize(), old, new),
                 "note": "",
             }
         )
@@ -988,12 +932,12 @@ async def _render_manage_detail(
             "names": names,
             "comments": comments,
             "history": history,
-            "agents": await _agents(ctx),
+            "agents": agents,
             "errors": errors or {},
             "form": form,
             "notice": notice,
             "levels": ("low", "medium", "high"),
-            "pretty": _pretty_time,
+            "pretty": pretty_time,
             "statuses": STATUS_LABELS,
         },
         status=status,
@@ -1001,13 +945,9 @@ async def _render_manage_detail(
 
 
 async def page_manage_ticket(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    notice = {
-        "updated": "Saved.",
-        "status": "Status changed.",
-        "commented": "Comment added.",
-        "noted": "Internal note added.",
-    }.get(request.query.get("done", ""), "")
-    return await _render_manage_detail(ctx, request.match_info["id"], notice=notice)
+    return await _render_manage_detail(
+        ctx, request.match_info["id"], notice=notice(request, NOTICES)
+    )
 
 
 async def page_manage_update(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -1044,7 +984,7 @@ async def page_manage_update(request: web.Request, ctx: Ctx) -> web.StreamRespon
         except ApiError as exc:
             if exc.status != 422:
                 raise
-            errors = exc.fields or {"form": exc.message}
+            errors = form_errors(exc)
     if errors:
         return await _render_manage_detail(ctx, ref, errors=errors, raw=raw, status=422)
     raise ctx.redirect(f"/management/tickets/{ref}?done=updated")
@@ -1064,7 +1004,7 @@ async def page_manage_status(request: web.Request, ctx: Ctx) -> web.StreamRespon
             T.ChangeStatusRequest(
                 caller=ctx.caller(),
                 ticket_id=ref,
-                status=_value(T.TicketStatus, "TICKET_STATUS_", target),  # type: ignore[arg-type]
+                status=enum_value(T.TicketStatus, "TICKET_STATUS_", target),
                 note=raw.get("note", ""),
             ),
         )
@@ -1081,7 +1021,7 @@ async def page_manage_status(request: web.Request, ctx: Ctx) -> web.StreamRespon
 async def page_manage_comment(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     ref = request.match_info["id"]
     raw = await ctx.form()
-    internal = raw.get("internal") in ("1", "on", "true")
+    internal = checked(raw, "internal")
     try:
         await ctx.call(
             ctx.backends.tickets.AddComment,
