@@ -12,16 +12,30 @@ import asyncio
 import csv
 import io
 import json
-from datetime import UTC
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
-from frontdesk.v1 import auth_pb2, common_pb2, directory_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
+from frontdesk.v1 import common_pb2, directory_pb2
 
 from gateway.errors import ApiError
+from gateway.features.profile import admin_reset_two_factor, admin_set_password
+from gateway.present import (
+    checked,
+    fields_message,
+    filter_query,
+    flag,
+    form_errors,
+    notice,
+    page_links,
+    page_request,
+    person_names,
+    pretty_time,
+    query_params,
+    raise_invalid,
+    system_caller,
+    time_of,
+)
 from gateway.routing import Ctx, Route, validation_fields
 
 D = directory_pb2
@@ -56,25 +70,10 @@ USAGE_FILTERS = {
     "stale": "Has access, not signed in for N days",
 }
 AUDIT_TYPES = ("person", "role", "group", "settings", "import", "workspace")
+PAGE_LIMIT = 500  # the largest page_size of the directory's lists
 JOB_BADGES = {"pending": "", "running": "warn", "done": "ok", "failed": "danger"}
 NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 EMAIL = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
-
-
-# -- times ----------------------------------------------------------------------------------
-
-
-def _time(msg: Any, name: str) -> str | None:
-    if not msg.HasField(name):
-        return None
-    ts: Timestamp = getattr(msg, name)
-    return ts.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
-def _pretty(value: str | None) -> str:
-    if not value:
-        return ""
-    return value.replace("T", " ")[:16] + " UTC"
 
 
 # -- JSON schemas ---------------------------------------------------------------------------
@@ -321,9 +320,9 @@ def person_out(p: directory_pb2.Person) -> PersonOut:
         notifications=notifications_out(p.notifications),
         role_ids=list(p.role_ids),
         group_ids=list(p.group_ids),
-        created_at=_time(p, "created_at"),
-        updated_at=_time(p, "updated_at"),
-        last_portal_login_at=_time(p, "last_portal_login_at"),
+        created_at=time_of(p, "created_at"),
+        updated_at=time_of(p, "updated_at"),
+        last_portal_login_at=time_of(p, "last_portal_login_at"),
     )
 
 
@@ -362,7 +361,7 @@ def settings_out(s: directory_pb2.PortalSettings) -> PortalSettingsOut:
             for r in s.portal_access_rules
         ],
         require_two_factor=s.require_two_factor,
-        updated_at=_time(s, "updated_at"),
+        updated_at=time_of(s, "updated_at"),
     )
 
 
@@ -379,8 +378,8 @@ def job_out(j: directory_pb2.ImportJob) -> ImportJobOut:
         failed=j.failed,
         errors=[ImportErrorOut(line=e.line, field=e.field, message=e.message) for e in j.errors],
         message=j.message,
-        created_at=_time(j, "created_at"),
-        finished_at=_time(j, "finished_at"),
+        created_at=time_of(j, "created_at"),
+        finished_at=time_of(j, "finished_at"),
     )
 
 
@@ -402,7 +401,7 @@ def audit_out(a: directory_pb2.AuditEntry) -> AuditEntryOut:
         object_id=a.object_id,
         before=_json_or_none(a.before_json),
         after=_json_or_none(a.after_json),
-        at=_time(a, "at"),
+        at=time_of(a, "at"),
     )
 
 
@@ -418,29 +417,6 @@ def _notifications_pb(n: PersonNotifications) -> directory_pb2.NotificationPrefe
 # -- helpers shared by JSON and pages -------------------------------------------------------
 
 
-def _flag(raw: str, field: str, fields: dict[str, str]) -> bool | None:
-    value = raw.strip().lower()
-    if not value:
-        return None
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    fields[field] = "use true or false"
-    return None
-
-
-def _page(size: int, token: str, fields: dict[str, str], limit: int = 500) -> Any:
-    if size < 1 or size > limit:
-        fields["page_size"] = f"must be between 1 and {limit}"
-    return common_pb2.PageRequest(page_size=size, page_token=token)
-
-
-def _invalid(fields: dict[str, str]) -> None:
-    if fields:
-        raise ApiError(422, "invalid", "; ".join(f"{k}: {v}" for k, v in fields.items()), fields)
-
-
 def persons_request(ctx: Ctx, q: PersonsQuery) -> directory_pb2.ListPersonsRequest:
     fields: dict[str, str] = {}
     if len(q.q) > 200:
@@ -450,15 +426,15 @@ def persons_request(ctx: Ctx, q: PersonsQuery) -> directory_pb2.ListPersonsReque
         query=q.q.strip(),
         group_id=q.group.strip(),
         role_id=q.role.strip(),
-        page=_page(q.page_size, q.page_token, fields),
+        page=page_request(q.page_size, q.page_token, fields, PAGE_LIMIT),
     )
-    active = _flag(q.active, "active", fields)
+    active = flag(q.active, "active", fields)
     if active is not None:
         req.active = active
-    portal = _flag(q.portal_access, "portal_access", fields)
+    portal = flag(q.portal_access, "portal_access", fields)
     if portal is not None:
         req.portal_access = portal
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
@@ -466,8 +442,8 @@ async def list_persons(ctx: Ctx, q: PersonsQuery) -> directory_pb2.ListPersonsRe
     """Persons by search and filters, or (permission=...) the holders of one permission."""
     if q.permission.strip():
         fields: dict[str, str] = {}
-        page = _page(q.page_size, q.page_token, fields)
-        _invalid(fields)
+        page = page_request(q.page_size, q.page_token, fields, PAGE_LIMIT)
+        raise_invalid(fields)
         return await ctx.call(
             ctx.backends.directory.ListPersonsWithPermission,
             D.ListPersonsWithPermissionRequest(
@@ -488,9 +464,9 @@ def usage_request(ctx: Ctx, q: PortalUsageQuery) -> directory_pb2.PortalUsageReq
         caller=ctx.caller(),
         filter=q.filter,
         stale_days=q.stale_days if q.filter == "stale" else 0,
-        page=_page(q.page_size, q.page_token, fields),
+        page=page_request(q.page_size, q.page_token, fields, PAGE_LIMIT),
     )
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
@@ -923,9 +899,9 @@ def audit_request(ctx: Ctx, q: AuditQuery) -> directory_pb2.ListAuditRequest:
         caller=ctx.caller(),
         object_type=q.object_type.strip()[:50],
         object_id=q.object_id.strip()[:100],
-        page=_page(q.page_size, q.page_token, fields),
+        page=page_request(q.page_size, q.page_token, fields, PAGE_LIMIT),
     )
-    _invalid(fields)
+    raise_invalid(fields)
     return req
 
 
@@ -943,62 +919,27 @@ async def api_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 # -- pages: helpers -------------------------------------------------------------------------
 
 
-def _links(path: str, params: dict[str, str], token: str) -> tuple[str, str]:
-    """(first page link, next page link) keeping the filters."""
-    query = {k: v for k, v in params.items() if v and k != "page_token"}
-    first = f"{path}?{urlencode(query)}" if params.get("page_token") else ""
-    nxt = f"{path}?{urlencode({**query, 'page_token': token})}" if token else ""
-    return first, nxt
-
-
-def _notice(request: web.Request) -> str:
-    return {
-        "created": "Created.",
-        "updated": "Saved.",
-        "deactivated": "The person is deactivated: they can no longer sign in.",
-        "reactivated": "The person is active again.",
-        "granted": "Role granted.",
-        "revoked": "Role revoked.",
-        "joined": "Added to the group.",
-        "left": "Removed from the group.",
-        "password": "Password set; the person's sessions have ended.",
-        "two_factor": "Two-factor authentication is reset; the person enrols again.",
-        "deleted": "Deleted.",
-        "member_added": "Member added.",
-        "member_removed": "Member removed.",
-    }.get(request.query.get("done", ""), "")
+NOTICES = {
+    "created": "Created.",
+    "updated": "Saved.",
+    "deactivated": "The person is deactivated: they can no longer sign in.",
+    "reactivated": "The person is active again.",
+    "granted": "Role granted.",
+    "revoked": "Role revoked.",
+    "joined": "Added to the group.",
+    "left": "Removed from the group.",
+    "password": "Password set; the person's sessions have ended.",
+    "two_factor": "Two-factor authentication is reset; the person enrols again.",
+    "deleted": "Deleted.",
+    "member_added": "Member added.",
+    "member_removed": "Member removed.",
+}
 
 
 async def _multi(ctx: Ctx, name: str) -> list[str]:
     """All values of a repeated form field (checkbox lists); ctx.form() keeps only one."""
     data = await ctx.request.post()
     return [v.strip() for v in data.getall(name, []) if isinstance(v, str) and v.strip()]
-
-
-def _checked(raw: dict[str, str], name: str) -> bool:
-    return raw.get(name, "") in ("1", "on", "true", "yes")
-
-
-def _form_errors(exc: ApiError) -> dict[str, str]:
-    return exc.fields or {"form": exc.message}
-
-
-async def _names(ctx: Ctx, ids: set[str]) -> dict[str, str]:
-    """Display names of persons (best effort: an id stays short when it cannot be read)."""
-    system = common_pb2.Caller(workspace_id=ctx.workspace_id)
-
-    async def one(pid: str) -> tuple[str, str]:
-        try:
-            person = await ctx.call(
-                ctx.backends.directory.GetPerson,
-                D.GetPersonRequest(caller=system, person_id=pid),
-                safe=True,
-            )
-        except ApiError:
-            return pid, pid[:8]
-        return pid, person.name or person.email
-
-    return dict(await asyncio.gather(*(one(pid) for pid in ids if pid)))
 
 
 async def _roles(ctx: Ctx) -> list[directory_pb2.Role]:
@@ -1054,8 +995,8 @@ def _rules_view(settings: directory_pb2.PortalSettings) -> list[dict[str, Any]]:
 def _person_view(p: directory_pb2.Person) -> dict[str, Any]:
     out = msgspec.structs.asdict(person_out(p))
     out["notifications"] = msgspec.structs.asdict(out["notifications"])
-    out["created"] = _pretty(out["created_at"])
-    out["last_login"] = _pretty(out["last_portal_login_at"])
+    out["created"] = pretty_time(out["created_at"])
+    out["last_login"] = pretty_time(out["last_portal_login_at"])
     return out
 
 
@@ -1064,8 +1005,8 @@ def _job_view(j: directory_pb2.ImportJob) -> dict[str, Any]:
     out["errors"] = [msgspec.structs.asdict(e) for e in out["errors"]]
     out["badge"] = JOB_BADGES.get(j.status, "")
     out["running"] = j.status in ("pending", "running")
-    out["started_text"] = _pretty(out["created_at"])
-    out["finished_text"] = _pretty(out["finished_at"])
+    out["started_text"] = pretty_time(out["created_at"])
+    out["finished_text"] = pretty_time(out["finished_at"])
     return out
 
 
@@ -1085,7 +1026,7 @@ PERSON_FILTERS = (
 
 
 async def page_persons(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    params = {k: request.query.get(k, "") for k in PERSON_FILTERS}
+    params = query_params(request, PERSON_FILTERS)
     persons: list[dict[str, Any]] = []
     total = 0
     error = ""
@@ -1094,7 +1035,7 @@ async def page_persons(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         q = msgspec.convert({k: v for k, v in params.items() if v}, type=PersonsQuery, strict=False)
         resp = await list_persons(ctx, q)
     except msgspec.ValidationError as exc:
-        error = "; ".join(f"{k}: {v}" for k, v in validation_fields(exc).items())
+        error = fields_message(validation_fields(exc))
     except ApiError as exc:
         if exc.status not in (404, 422):
             raise
@@ -1102,7 +1043,7 @@ async def page_persons(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     else:
         persons = [_person_view(p) for p in resp.persons]
         total = resp.total
-        first, nxt = _links("/management/persons", params, resp.next_page_token)
+        first, nxt = page_links("/management/persons", params, resp.next_page_token)
     roles, groups, catalog = await asyncio.gather(_roles(ctx), _groups(ctx), _catalog(ctx))
     return ctx.render(
         "directory/persons.html",
@@ -1115,7 +1056,7 @@ async def page_persons(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "group_names": {g.id: g.name for g in groups},
             "catalog": catalog,
             "error": error,
-            "notice": _notice(request),
+            "notice": notice(request, NOTICES),
             "first_link": first,
             "next_link": nxt,
             "can_manage": ctx.has(*MANAGE),
@@ -1159,7 +1100,7 @@ async def _settings_for_form(ctx: Ctx) -> directory_pb2.PortalSettings:
         return ctx.portal_settings
     return await ctx.call(
         ctx.backends.directory.GetPortalSettings,
-        D.GetPortalSettingsRequest(caller=common_pb2.Caller(workspace_id=ctx.workspace_id)),
+        D.GetPortalSettingsRequest(caller=system_caller(ctx)),
         safe=True,
     )
 
@@ -1195,7 +1136,7 @@ async def page_create_person(request: web.Request, ctx: Ctx) -> web.StreamRespon
         except ApiError as exc:
             if exc.status not in (404, 409, 422):
                 raise
-            errors = _form_errors(exc)
+            errors = form_errors(exc)
         else:
             raise ctx.redirect(f"/management/persons/{person.id}?done=created")
     return await _render_new_person(ctx, errors, raw, group_ids, status=422)
@@ -1247,7 +1188,7 @@ async def _render_person(
             "access_hint": hint,
             "is_me": person.id == ctx.person_id,
             "can_manage": ctx.has(*MANAGE),
-            "notice": _notice(ctx.request),
+            "notice": notice(ctx.request, NOTICES),
         },
         status=status,
     )
@@ -1265,11 +1206,11 @@ async def page_update_person(request: web.Request, ctx: Ctx) -> web.StreamRespon
         email=raw.get("email", ""),
         name=raw.get("name", ""),
         login_name=raw.get("login_name", ""),
-        portal_access=_checked(raw, "portal_access"),
-        notifications=PersonNotifications(**{k: _checked(raw, k) for k in NOTIFICATIONS}),
+        portal_access=checked(raw, "portal_access"),
+        notifications=PersonNotifications(**{k: checked(raw, k) for k in NOTIFICATIONS}),
     )
     if "active" in raw or "active_shown" in raw:
-        patch.active = _checked(raw, "active")
+        patch.active = checked(raw, "active")
     try:
         person = await ctx.call(
             ctx.backends.directory.UpdatePerson, person_patch(ctx.caller(), ref, patch)
@@ -1277,7 +1218,7 @@ async def page_update_person(request: web.Request, ctx: Ctx) -> web.StreamRespon
     except ApiError as exc:
         if exc.status not in (409, 422):
             raise
-        return await _render_person(ctx, ref, errors=_form_errors(exc), raw=raw, status=exc.status)
+        return await _render_person(ctx, ref, errors=form_errors(exc), raw=raw, status=exc.status)
     _forget_person(ctx, person.id)
     raise ctx.redirect(f"/management/persons/{person.id}?done=updated")
 
@@ -1285,7 +1226,7 @@ async def page_update_person(request: web.Request, ctx: Ctx) -> web.StreamRespon
 async def page_set_active(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     ref = request.match_info["id"]
     raw = await ctx.form()
-    active = _checked(raw, "active")
+    active = checked(raw, "active")
     try:
         person = await ctx.call(
             ctx.backends.directory.UpdatePerson,
@@ -1369,10 +1310,7 @@ async def page_set_password(request: web.Request, ctx: Ctx) -> web.StreamRespons
         safe=True,
     )
     try:
-        await ctx.call(
-            ctx.backends.auth.SetPassword,
-            auth_pb2.SetPasswordRequest(caller=ctx.caller(), person_id=ref, password=password),
-        )
+        await admin_set_password(ctx, ref, password)
     except ApiError as exc:
         if exc.status not in (409, 422):
             raise
@@ -1388,10 +1326,7 @@ async def page_reset_two_factor(request: web.Request, ctx: Ctx) -> web.StreamRes
         D.GetPersonRequest(caller=ctx.caller(), person_id=ref),
         safe=True,
     )
-    await ctx.call(
-        ctx.backends.auth.AdminResetTwoFactor,
-        auth_pb2.AdminResetTwoFactorRequest(caller=ctx.caller(), person_id=ref),
-    )
+    await admin_reset_two_factor(ctx, ref)
     raise ctx.redirect(f"/management/persons/{ref}?done=two_factor#access")
 
 
@@ -1399,7 +1334,7 @@ async def page_reset_two_factor(request: web.Request, ctx: Ctx) -> web.StreamRes
 
 
 def _usage_params(request: web.Request) -> dict[str, str]:
-    params = {k: request.query.get(k, "") for k in ("filter", "stale_days", "page_token")}
+    params = query_params(request, ("filter", "stale_days", "page_token"))
     params["filter"] = params["filter"] or "all"
     return params
 
@@ -1438,10 +1373,8 @@ async def page_portal_usage(request: web.Request, ctx: Ctx) -> web.StreamRespons
     else:
         persons = [_person_view(p) for p in resp.persons]
         total = resp.total
-        first, nxt = _links("/management/portal-usage", params, resp.next_page_token)
-    export = "/management/portal-usage.csv?" + urlencode(
-        {k: v for k, v in params.items() if v and k != "page_token"}
-    )
+        first, nxt = page_links("/management/portal-usage", params, resp.next_page_token)
+    export = "/management/portal-usage.csv?" + filter_query(params)
     return ctx.render(
         "directory/portal_usage.html",
         {
@@ -1482,8 +1415,8 @@ async def page_portal_usage_csv(request: web.Request, ctx: Ctx) -> web.StreamRes
                     _csv_cell(p.name),
                     _csv_cell(p.login_name),
                     "true" if p.active else "false",
-                    _time(p, "created_at") or "",
-                    _time(p, "last_portal_login_at") or "",
+                    time_of(p, "created_at") or "",
+                    time_of(p, "last_portal_login_at") or "",
                 ]
             )
         await response.write(buf.getvalue().encode())
@@ -1536,7 +1469,7 @@ async def page_start_import(request: web.Request, ctx: Ctx) -> web.StreamRespons
         raise _too_large(ctx, request.content_length)
     data = await request.post()
     raw = {k: v for k, v in data.items() if isinstance(v, str)}
-    dry_run = _checked(raw, "dry_run")
+    dry_run = checked(raw, "dry_run")
     form = {"dry_run": "1" if dry_run else "", "format": raw.get("format", "")}
     upload = data.get("file")
     if not isinstance(upload, web.FileField) or not upload.filename:
@@ -1588,7 +1521,7 @@ async def page_roles(
             "errors": errors or {},
             "form": raw or {},
             "chosen": chosen or [],
-            "notice": _notice(request),
+            "notice": notice(request, NOTICES),
         },
         status=status,
     )
@@ -1611,7 +1544,7 @@ async def page_create_role(request: web.Request, ctx: Ctx) -> web.StreamResponse
     except ApiError as exc:
         if exc.status not in (403, 409, 422):
             raise
-        return await page_roles(request, ctx, _form_errors(exc), raw, permissions, exc.status)
+        return await page_roles(request, ctx, form_errors(exc), raw, permissions, exc.status)
     raise ctx.redirect(f"/management/roles/{role.id}?done=created")
 
 
@@ -1633,7 +1566,7 @@ async def _render_role(
             "chosen": list(role.permissions) if chosen is None else chosen,
             "errors": errors or {},
             "form": raw or {},
-            "notice": _notice(ctx.request),
+            "notice": notice(ctx.request, NOTICES),
         },
         status=status,
     )
@@ -1657,7 +1590,7 @@ async def page_update_role(request: web.Request, ctx: Ctx) -> web.StreamResponse
         if exc.status not in (403, 409, 422):
             raise
         return await _render_role(
-            ctx, ref, errors=_form_errors(exc), raw=raw, chosen=permissions, status=exc.status
+            ctx, ref, errors=form_errors(exc), raw=raw, chosen=permissions, status=exc.status
         )
     raise ctx.redirect(f"/management/roles/{ref}?done=updated")
 
@@ -1668,7 +1601,7 @@ async def page_delete_role(request: web.Request, ctx: Ctx) -> web.StreamResponse
     try:
         await ctx.call(
             ctx.backends.directory.DeleteRole,
-            D.DeleteRoleRequest(caller=ctx.caller(), role_id=ref, force=_checked(raw, "force")),
+            D.DeleteRoleRequest(caller=ctx.caller(), role_id=ref, force=checked(raw, "force")),
         )
     except ApiError as exc:
         if exc.status not in (409, 422):
@@ -1698,7 +1631,7 @@ async def page_groups(
             "errors": errors or {},
             "form": raw or {},
             "chosen": chosen or [],
-            "notice": _notice(request),
+            "notice": notice(request, NOTICES),
         },
         status=status,
     )
@@ -1721,7 +1654,7 @@ async def page_create_group(request: web.Request, ctx: Ctx) -> web.StreamRespons
     except ApiError as exc:
         if exc.status not in (403, 404, 409, 422):
             raise
-        return await page_groups(request, ctx, _form_errors(exc), raw, role_ids, exc.status)
+        return await page_groups(request, ctx, form_errors(exc), raw, role_ids, exc.status)
     raise ctx.redirect(f"/management/groups/{group.id}?done=created")
 
 
@@ -1752,7 +1685,7 @@ async def _render_group(
             safe=True,
         ),
     )
-    first, nxt = _links(
+    first, nxt = page_links(
         f"/management/groups/{group.id}", {"page_token": token}, members.next_page_token
     )
     return ctx.render(
@@ -1765,7 +1698,7 @@ async def _render_group(
             "member_total": members.total,
             "errors": errors or {},
             "form": raw or {},
-            "notice": _notice(ctx.request),
+            "notice": notice(ctx.request, NOTICES),
             "first_link": first,
             "next_link": nxt,
         },
@@ -1791,7 +1724,7 @@ async def page_update_group(request: web.Request, ctx: Ctx) -> web.StreamRespons
         if exc.status not in (403, 409, 422):
             raise
         return await _render_group(
-            ctx, ref, errors=_form_errors(exc), raw=raw, chosen=role_ids, status=exc.status
+            ctx, ref, errors=form_errors(exc), raw=raw, chosen=role_ids, status=exc.status
         )
     raise ctx.redirect(f"/management/groups/{ref}?done=updated")
 
@@ -1874,8 +1807,8 @@ async def _render_settings(
             "sections": SECTIONS,
             "modes": REGISTRATION_MODES,
             "errors": errors or {},
-            "updated_at": _pretty(current.updated_at),
-            "notice": _notice(ctx.request),
+            "updated_at": pretty_time(current.updated_at),
+            "notice": notice(ctx.request, NOTICES),
         },
         status=status,
     )
@@ -1920,12 +1853,12 @@ async def page_update_settings(request: web.Request, ctx: Ctx) -> web.StreamResp
     if mode not in REGISTRATION_MODES:
         errors["self_registration"] = "choose off, open or domains"
     form: dict[str, Any] = {
-        **{name: _checked(raw, name) for name in SECTIONS},
+        **{name: checked(raw, name) for name in SECTIONS},
         "self_registration": mode,
         "registration_domains": raw.get("registration_domains", ""),
         "portal_access_default": raw.get("portal_access_default") == "on",
         "portal_access_rules": rules,
-        "require_two_factor": _checked(raw, "require_two_factor"),
+        "require_two_factor": checked(raw, "require_two_factor"),
     }
     if not errors:
         patch = PortalSettingsPatchIn(
@@ -1945,7 +1878,7 @@ async def page_update_settings(request: web.Request, ctx: Ctx) -> web.StreamResp
         except ApiError as exc:
             if exc.status not in (409, 422):
                 raise
-            errors = _form_errors(exc)
+            errors = form_errors(exc)
         else:
             _forget_settings(ctx)
             raise ctx.redirect("/management/portal-settings?done=updated")
@@ -1956,7 +1889,7 @@ async def page_update_settings(request: web.Request, ctx: Ctx) -> web.StreamResp
 
 
 async def page_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    params = {k: request.query.get(k, "") for k in ("object_type", "object_id", "page_token")}
+    params = query_params(request, ("object_type", "object_id", "page_token"))
     entries: list[dict[str, Any]] = []
     error = ""
     first = nxt = ""
@@ -1970,12 +1903,12 @@ async def page_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     else:
         for a in resp.entries:
             out = msgspec.structs.asdict(audit_out(a))
-            out["when"] = _pretty(out["at"])
+            out["when"] = pretty_time(out["at"])
             out["before_text"] = _pretty_json(out["before"])
             out["after_text"] = _pretty_json(out["after"])
             entries.append(out)
-        first, nxt = _links("/management/audit", params, resp.next_page_token)
-    names = await _names(ctx, {e["actor_id"] or "" for e in entries})
+        first, nxt = page_links("/management/audit", params, resp.next_page_token)
+    names = await person_names(ctx, {e["actor_id"] or "" for e in entries})
     return ctx.render(
         "directory/audit.html",
         {

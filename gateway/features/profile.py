@@ -10,20 +10,10 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 from frontdesk.v1 import auth_pb2, directory_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.errors import ApiError
+from gateway.present import forget_sessions, see_other, time_of
 from gateway.routing import Ctx, Route
-
-
-def _time(ts: Timestamp, present: bool = True) -> str | None:
-    if not present or (ts.seconds == 0 and ts.nanos == 0):
-        return None
-    return ts.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def see_other(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location})
 
 
 def _base(ctx: Ctx) -> str:
@@ -215,6 +205,7 @@ async def _change_password(ctx: Ctx, current: str, new: str) -> None:
             keep_session_token=ctx.session_token or "",
         ),
     )
+    forget_sessions(ctx, ctx.person_id)  # auth ended the others; this one is reloaded
 
 
 async def _enroll(ctx: Ctx) -> EnrollmentOut:
@@ -232,9 +223,8 @@ async def _confirm(ctx: Ctx, code: str) -> list[str]:
             caller=ctx.caller(), code=code, keep_session_token=ctx.session_token or ""
         ),
     )
-    # The session's enroll-only restriction is lifted in auth; forget the cached copy.
-    if ctx.session is not None:
-        ctx.state.caches.sessions.drop((ctx.workspace_id, ctx.session.session_id))
+    # Auth ended the other sessions and lifted this one's enroll-only restriction.
+    forget_sessions(ctx, ctx.person_id)
     return list(codes.codes)
 
 
@@ -248,6 +238,7 @@ async def _disable(ctx: Ctx, password: str, code: str) -> None:
             keep_session_token=ctx.session_token or "",
         ),
     )
+    forget_sessions(ctx, ctx.person_id)  # auth ended the others; this one is reloaded
 
 
 async def _regenerate(ctx: Ctx, code: str) -> list[str]:
@@ -270,8 +261,8 @@ async def _sessions(ctx: Ctx) -> list[SessionOut]:
             surface=s.surface,
             client_ip=s.client_ip,
             user_agent=s.user_agent,
-            created_at=_time(s.created_at),
-            last_seen_at=_time(s.last_seen_at),
+            created_at=time_of(s, "created_at", whole_seconds=True),
+            last_seen_at=time_of(s, "last_seen_at", whole_seconds=True),
             current=s.current,
         )
         for s in listed.sessions
@@ -290,7 +281,7 @@ async def _everywhere(ctx: Ctx) -> None:
     await ctx.call(
         ctx.backends.auth.LogoutEverywhere, auth_pb2.LogoutEverywhereRequest(caller=ctx.caller())
     )
-    ctx.state.caches.drop_sessions_of(ctx.workspace_id, ctx.person_id)
+    forget_sessions(ctx, ctx.person_id)
     ctx.clear_session_cookie()
 
 
@@ -299,9 +290,9 @@ def _token(t: auth_pb2.ApiTokenSummary) -> TokenOut:
         id=t.id,
         name=t.name,
         prefix=t.prefix,
-        created_at=_time(t.created_at),
-        last_used_at=_time(t.last_used_at, t.HasField("last_used_at")),
-        expires_at=_time(t.expires_at, t.HasField("expires_at")),
+        created_at=time_of(t, "created_at", whole_seconds=True),
+        last_used_at=time_of(t, "last_used_at", whole_seconds=True),
+        expires_at=time_of(t, "expires_at", whole_seconds=True),
     )
 
 
@@ -434,25 +425,31 @@ async def revoke_token(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     return ctx.json(Ok())
 
 
-async def reset_person_2fa(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+async def admin_reset_two_factor(ctx: Ctx, person_id: str) -> None:
+    """An admin turns a person's two-factor off; auth ends that person's sessions."""
     await ctx.call(
         ctx.backends.auth.AdminResetTwoFactor,
-        auth_pb2.AdminResetTwoFactorRequest(
-            caller=ctx.caller(), person_id=request.match_info["person_id"]
-        ),
+        auth_pb2.AdminResetTwoFactorRequest(caller=ctx.caller(), person_id=person_id),
     )
+    forget_sessions(ctx, person_id)
+
+
+async def admin_set_password(ctx: Ctx, person_id: str, password: str) -> None:
+    """An admin sets a person's password; auth ends that person's sessions."""
+    await ctx.call(
+        ctx.backends.auth.SetPassword,
+        auth_pb2.SetPasswordRequest(caller=ctx.caller(), person_id=person_id, password=password),
+    )
+    forget_sessions(ctx, person_id)
+
+
+async def reset_person_2fa(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    await admin_reset_two_factor(ctx, request.match_info["person_id"])
     return ctx.json(Ok())
 
 
 async def set_person_password(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    await ctx.call(
-        ctx.backends.auth.SetPassword,
-        auth_pb2.SetPasswordRequest(
-            caller=ctx.caller(),
-            person_id=request.match_info["person_id"],
-            password=ctx.body.password,
-        ),
-    )
+    await admin_set_password(ctx, request.match_info["person_id"], ctx.body.password)
     return ctx.json(Ok())
 
 
