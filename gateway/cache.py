@@ -34,6 +34,9 @@ class TtlCache(Generic[K, V]):
         self._ttl = ttl
         self._max = max_entries
         self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        # Bumped by every invalidation: a load that started before one must not be stored,
+        # or a value read before a change would outlive the event that announced it.
+        self._generation = 0
 
     def get(self, key: K) -> V | None:
         item = self._data.get(key)
@@ -52,22 +55,27 @@ class TtlCache(Generic[K, V]):
             self._data.popitem(last=False)
 
     def drop(self, key: K) -> None:
+        self._generation += 1
         self._data.pop(key, None)
 
     def drop_where(self, predicate: Callable[[K, V], bool]) -> int:
+        self._generation += 1
         doomed = [k for k, (_, v) in self._data.items() if predicate(k, v)]
         for k in doomed:
             del self._data[k]
         return len(doomed)
 
     def clear(self) -> None:
+        self._generation += 1
         self._data.clear()
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         value = self.get(key)
         if value is None:
+            generation = self._generation
             value = await load()
-            self.put(key, value)
+            if generation == self._generation:
+                self.put(key, value)
         return value
 
 
