@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from services.chassis.tasks import stop_task
 from services.directory.service import DirectoryService
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,7 @@ class ImportWorker:
         self._task = asyncio.create_task(self._run(), name="directory-imports")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            # Python 3.11's wait_for swallows a cancel that lands as the wake-up arrives: repeat.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait({self._task}, timeout=0.5)
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:
