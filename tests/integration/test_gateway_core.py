@@ -507,3 +507,25 @@ async def test_openapi_document_is_valid_and_covers_every_json_route(stack: Stac
     # Every portal and management API path is under its documented prefix.
     for path in doc["paths"]:
         assert path.startswith(("/api/v1/", "/management/api/v1/", "/auth/")), path
+
+
+def test_the_route_table_script_lists_every_route_with_its_guard() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, str(root / "scripts" / "route_table.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = [line for line in out.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == len(ROUTES)
+    for row, route in zip(rows, ROUTES, strict=True):
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        assert cells[1:5] == [route.method, f"`{route.path}`", route.surface, route.kind]
+        for permission in route.permissions:
+            assert f"`{permission}`" in cells[5]
+        assert cells[6] == (route.section or "—")
