@@ -7,7 +7,6 @@ messages, and the display names of persons. Kept here once so that the features 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -184,7 +183,7 @@ def see_other(location: str) -> web.Response:
 
 # -- persons --------------------------------------------------------------------------------
 
-NAME_LOOKUPS = 8  # GetPerson calls in flight at once for one page
+NAME_BATCH = 500  # ids per ListPersons call (the directory's largest page)
 _NAMES: web.RequestKey[dict[str, str]] = web.RequestKey("frontdesk_person_names")
 
 
@@ -200,31 +199,29 @@ def remember_names(ctx: Ctx, persons: Iterable[directory_pb2.Person]) -> None:
 
 
 async def person_names(ctx: Ctx, ids: Iterable[str]) -> dict[str, str]:
-    """Display names of persons for a page; best effort: an unreadable id stays short.
+    """Display names of persons for a page, in one directory call; best effort: an id the
+    directory cannot name (unknown, another workspace's, or the directory is down) stays short.
 
-    The directory has no lookup by many ids, so this asks GetPerson per id, a few at a time,
-    and remembers the answers for the rest of the request.
+    Answers are remembered for the rest of the request.
     """
     memo = ctx.request.setdefault(_NAMES, {})
     wanted = {pid for pid in ids if pid}
     missing = sorted(wanted - memo.keys())
-    if missing:
-        caller = system_caller(ctx)
-        gate = asyncio.Semaphore(NAME_LOOKUPS)
-
-        async def one(pid: str) -> tuple[str, str]:
-            async with gate:
-                try:
-                    person = await ctx.call(
-                        ctx.backends.directory.GetPerson,
-                        directory_pb2.GetPersonRequest(caller=caller, person_id=pid),
-                        safe=True,
-                    )
-                except ApiError:
-                    return pid, pid[:8]
-            return pid, display_name(person)
-
-        memo.update(await asyncio.gather(*(one(pid) for pid in missing)))
+    caller = system_caller(ctx)
+    for start in range(0, len(missing), NAME_BATCH):
+        chunk = missing[start : start + NAME_BATCH]
+        try:
+            found = await ctx.call(
+                ctx.backends.directory.ListPersons,
+                directory_pb2.ListPersonsRequest(
+                    caller=caller, ids=chunk, page=common_pb2.PageRequest(page_size=len(chunk))
+                ),
+                safe=True,
+            )
+        except ApiError:
+            found = directory_pb2.ListPersonsResponse()
+        named = {p.id: display_name(p) for p in found.persons}
+        memo.update({pid: named.get(pid, pid[:8]) for pid in chunk})
     return {pid: memo[pid] for pid in wanted}
 
 

@@ -20,6 +20,7 @@ from services.directory.domain import (
     CATALOG,
     GROUP_ADMINISTRATORS,
     GROUP_PORTAL_USERS,
+    MAX_PAGE,
     PORTAL_PERMISSIONS,
     ROLE_PORTAL_USER,
     ROLE_WORKSPACE_ADMIN,
@@ -523,8 +524,11 @@ class DirectoryService:
         portal_access: bool | None = None,
         group_id: uuid.UUID | None = None,
         role_id: uuid.UUID | None = None,
+        ids: list[uuid.UUID] | None = None,
     ) -> tuple[list[Person], str, int]:
         caller.require("Person:read")
+        if ids is not None and len(ids) > MAX_PAGE:
+            raise Invalid("ids", f"at most {MAX_PAGE} at a time")
         query = query.strip()
         if len(query) > 200:
             raise Invalid("query", "at most 200 characters")
@@ -538,6 +542,7 @@ class DirectoryService:
                 portal_access=portal_access,
                 group_id=group_id,
                 role_id=role_id,
+                ids=ids,
             )
         return persons, _next(persons, more), total
 

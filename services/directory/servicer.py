@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -310,6 +311,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             portal_access=_opt(request, "portal_access"),
             group_id=parse_id(request.group_id, "group") if request.group_id else None,
             role_id=parse_id(request.role_id, "role") if request.role_id else None,
+            ids=_ids(request.ids),
         )
         return _persons(persons, token, total)
 
@@ -537,3 +539,16 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         return directory_pb2.ListAuditResponse(
             entries=[audit_pb(e) for e in entries], next_page_token=token
         )
+
+
+def _ids(values: Sequence[str]) -> list[uuid.UUID] | None:
+    """A filter by ids: None when absent; malformed ids match nobody, so they are skipped."""
+    if not values:
+        return None
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    return parsed

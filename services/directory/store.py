@@ -289,6 +289,7 @@ async def list_persons(
     permission: str | None = None,
     usage: str | None = None,
     stale_before: datetime | None = None,
+    ids: list[uuid.UUID] | None = None,
 ) -> tuple[list[Person], int, bool]:
     """One page in e-mail order (keyset on lower(email)), the filtered total, and whether more follow."""
     where = ["p.workspace_id = $1"]
@@ -297,6 +298,9 @@ async def list_persons(
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
+
+    if ids is not None:
+        where.append(f"p.id = any({arg(ids)}::uuid[])")
 
     if pattern is not None:
         where.append(

@@ -309,3 +309,40 @@ async def test_audit_trail_records_before_after_actor_and_time(directory: Direct
             )
         ),
     )
+
+
+async def test_list_persons_by_ids_names_only_this_workspaces_persons(stack: Stack) -> None:
+    """The gateway names the persons a page shows in one call; other workspaces' ids stay unnamed."""
+    from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
+
+    from services.chassis.grpcio import channel
+
+    await stack.start("directory")
+    async with channel(stack.addresses["directory"]) as ch:
+        d = directory_pb2_grpc.DirectoryServiceStub(ch)
+        a = await d.CreateWorkspace(
+            directory_pb2.CreateWorkspaceRequest(
+                slug="ids-a", name="A", admin_email="admin@a.example", admin_name="Ann Admin"
+            )
+        )
+        b = await d.CreateWorkspace(
+            directory_pb2.CreateWorkspaceRequest(
+                slug="ids-b", name="B", admin_email="admin@b.example", admin_name="Bob Admin"
+            )
+        )
+        caller = common_pb2.Caller(workspace_id=a.workspace.id)
+        extra = await d.CreatePerson(
+            directory_pb2.CreatePersonRequest(caller=caller, email="carol@a.example", name="Carol")
+        )
+        await d.CreatePerson(
+            directory_pb2.CreatePersonRequest(caller=caller, email="dave@a.example", name="Dave")
+        )
+        found = await d.ListPersons(
+            directory_pb2.ListPersonsRequest(
+                caller=caller,
+                ids=[a.admin.id, extra.id, b.admin.id, "not-an-id"],
+                page=common_pb2.PageRequest(page_size=10),
+            )
+        )
+        assert sorted(p.name for p in found.persons) == ["Ann Admin", "Carol"]
+        assert found.total == 2

@@ -553,6 +553,7 @@ class ListPersonsRequest(_message.Message):
     PORTAL_ACCESS_FIELD_NUMBER: _builtins.int
     GROUP_ID_FIELD_NUMBER: _builtins.int
     ROLE_ID_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     """matches e-mail, name or login name"""
     active: _builtins.bool
@@ -563,6 +564,10 @@ class ListPersonsRequest(_message.Message):
     def caller(self) -> _common_pb2.Caller: ...
     @_builtins.property
     def page(self) -> _common_pb2.PageRequest: ...
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these persons (e.g. the names a page shows); malformed or unknown ids are skipped."""
+
     def __init__(
         self,
         *,
@@ -573,10 +578,11 @@ class ListPersonsRequest(_message.Message):
         portal_access: _builtins.bool | None = ...,
         group_id: _builtins.str = ...,
         role_id: _builtins.str = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "_portal_access", b"_portal_access", "active", b"active", "caller", b"caller", "page", b"page", "portal_access", b"portal_access"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "_portal_access", b"_portal_access", "active", b"active", "caller", b"caller", "group_id", b"group_id", "page", b"page", "portal_access", b"portal_access", "query", b"query", "role_id", b"role_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active", b"_active", "_portal_access", b"_portal_access", "active", b"active", "caller", b"caller", "group_id", b"group_id", "ids", b"ids", "page", b"page", "portal_access", b"portal_access", "query", b"query", "role_id", b"role_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__active: _TypeAlias = _typing.Literal["active"]  # noqa: Y015
     _WhichOneofArgType__active: _TypeAlias = _typing.Literal["_active", b"_active"]  # noqa: Y015
