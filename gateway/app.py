@@ -136,7 +136,9 @@ def _secure(request: web.Request, response: web.StreamResponse) -> None:
     h.setdefault("Referrer-Policy", "same-origin")
     h.setdefault("X-Frame-Options", "DENY")
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if request.path.startswith(("/api/", "/management/api/", "/auth/")) or request.path == "/":
+    if not request.path.startswith("/static/"):
+        # Pages and JSON are per person: never kept by a shared cache, nor shown again from
+        # the browser's history after sign-out.
         h.setdefault("Cache-Control", "no-store")
     if settings.hsts and (request.secure or settings.secure_cookies):
         h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")

@@ -459,13 +459,15 @@ def build_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
                 if route.section is not None and not ctx.section_on(route.section):
                     raise not_found("page")
             else:
-                if ctx.via_api_token is False and not ctx.is_manager:
-                    raise ApiError(
-                        403, "forbidden", "the management console needs a management permission"
-                    )
                 if ctx.via_api_token and not request.path.startswith("/management/api/"):
                     raise ApiError(
                         401, "unauthenticated", "API tokens work only on the management API"
+                    )
+                # A token is worth no more than its owner: without a management permission
+                # (say, every admin role revoked) it opens nothing, not even /api-tokens.
+                if not ctx.is_manager:
+                    raise ApiError(
+                        403, "forbidden", "the management console needs a management permission"
                     )
             missing = [p for p in route.permissions if p not in ctx.permissions]
             if missing:

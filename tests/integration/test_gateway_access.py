@@ -522,3 +522,17 @@ async def test_an_api_token_carries_its_owners_permissions_only(stack: Stack) ->
     assert status == 200
     status, body = await script.get("/management/api/v1/persons", headers=bearer)
     assert status == 403 and body["error"]["code"] == "forbidden"
+
+    # Once its owner holds no management permission, the token opens nothing at all.
+    await world.directory.RevokeRole(
+        directory_pb2.PersonRoleRequest(
+            caller=world.system,
+            person_id=world.people["aud@acme.test"],
+            role_id=world.roles["Auditor"],
+        )
+    )
+    for path in ("/management/api/v1/api-tokens", "/management/api/v1/profile"):
+        status, body = await eventually(
+            lambda path=path: script.get(path, headers=bearer), lambda r: r[0] == 403
+        )
+        assert body["error"]["message"] == "the management console needs a management permission"

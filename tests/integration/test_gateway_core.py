@@ -295,8 +295,16 @@ async def test_security_headers_on_pages_api_errors_and_redirects(stack: Stack) 
             _check_security_headers(resp.headers)
             assert "Strict-Transport-Security" not in resp.headers
             assert "X-Request-Id" in resp.headers
-    async with client.http.get(client.base_url + "/api/v1/me", headers={"Host": client.host}) as r:
-        assert r.headers["Cache-Control"] == "no-store"
+    for path in ("/api/v1/me", "/login", "/tickets"):
+        async with client.http.get(
+            client.base_url + path, headers={"Host": client.host}, allow_redirects=False
+        ) as r:
+            assert r.headers["Cache-Control"] == "no-store", path
+    async with client.http.get(
+        client.base_url + "/static/app.css", headers={"Host": client.host}
+    ) as r:
+        assert r.status == 200 and "no-store" not in r.headers.get("Cache-Control", "")
+        _check_security_headers(r.headers)
     # The pages carry no inline script or style for the CSP to block.
     _, page = await client.get("/login", headers=HTML)
     assert not re.search(r"<script(?![^>]*\bsrc=)", page)
