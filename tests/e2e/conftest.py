@@ -10,6 +10,7 @@ own browser downloads are never used). Without /usr/bin/chromium these tests are
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -32,7 +33,7 @@ from frontdesk.v1 import (
     directory_pb2_grpc,
 )
 
-from deploy.embedded import free_port, port_in_use
+from deploy.embedded import port_in_use
 from services.chassis.grpcio import channel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,13 +144,17 @@ class Suite:
             return str(role.id)
 
 
-def _free_base() -> int:
-    while True:
-        base = free_port()
-        if base < 60000 and not any(
-            port_in_use(base + d) for d in (1, 2, 3, 4, 101, 102, 103, 104)
-        ):
-            return base
+def _ports() -> dict[str, int]:
+    """Free ports for the launcher, below the kernel's ephemeral range: a port picked inside
+    it can be taken by any outgoing connection before the service binds it."""
+    offsets = {"gateway": 200, "pg": 201, "nats": 202}
+    needed = (1, 2, 3, 4, 101, 102, 103, 104, *offsets.values())
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000 - 300, 10)
+        if not any(port_in_use(base + d) for d in needed):
+            return {"base": base, **{name: base + d for name, d in offsets.items()}}
+    raise RuntimeError("no free block of ports between 20000 and 32000")
 
 
 def _descendants(root: int) -> set[int]:
@@ -222,15 +227,15 @@ def suite() -> Iterator[Suite]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing")
     data_dir = Path(tempfile.mkdtemp(prefix="frontdesk-e2e-"))
-    base = _free_base()
-    gateway_port = free_port()
+    ports = _ports()
+    base, gateway_port = ports["base"], ports["gateway"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
     env.update(
         FRONTDESK_DATA_DIR=str(data_dir / "data"),
         FRONTDESK_PORT_BASE=str(base),
         FRONTDESK_GATEWAY_PORT=str(gateway_port),
-        FRONTDESK_PG_PORT=str(free_port()),
-        FRONTDESK_NATS_PORT=str(free_port()),
+        FRONTDESK_PG_PORT=str(ports["pg"]),
+        FRONTDESK_NATS_PORT=str(ports["nats"]),
         PYTHONUNBUFFERED="1",
     )
     proc = subprocess.Popen(

@@ -46,8 +46,21 @@ async def _sign_in(page: Page, suite: Suite, email: str, password: str, path: st
     await expect(page).to_have_url(suite.url(path))
 
 
+UNLABELLED = """() => [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button')].filter(el => {
+        if (el.tagName === "BUTTON") return !el.textContent.trim() && !el.getAttribute("aria-label");
+        return el.labels.length === 0 && !el.getAttribute("aria-label")
+            && !el.getAttribute("aria-labelledby");
+    }).map(el => el.outerHTML.slice(0, 120))"""
+
+
 async def _shot(page: Page, screenshots: Path, name: str) -> None:
+    """Save a screenshot of a main page, and check it is usable with a keyboard and a screen
+    reader: every field has a label, every button a name, the page a language and a title."""
     await page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+    assert await page.evaluate(UNLABELLED) == [], name
+    assert await page.get_attribute("html", "lang") == "en"
+    assert (await page.title()).strip(), name
 
 
 def _nav(page: Page) -> Any:
