@@ -89,9 +89,10 @@ class GatewayClient:
         return status, body
 
     async def refresh_csrf(self) -> None:
-        status, me = await self.get("/api/v1/me")
+        """The session's CSRF token (/auth/csrf answers for anyone, portal access or not)."""
+        status, body = await self.get("/auth/csrf")
         if status == 200:
-            self.csrf = me["csrf_token"]
+            self.csrf = body["csrf_token"]
 
     def cookie(self, name: str) -> str | None:
         for c in self.http.cookie_jar:

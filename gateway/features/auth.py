@@ -52,6 +52,8 @@ def safe_next(value: str | None, default: str = "/") -> str:
     """A local path to go to after sign-in; anything else (other hosts, schemes) -> default."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return default
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):  # CR/LF would split the header
+        return default
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from deploy.embedded import free_port, port_in_use
+from deploy.embedded import port_in_use
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,8 +30,13 @@ def _launch(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
         FRONTDESK_NATS_PORT=str(ports["nats"]),
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "deploy.launcher", "up"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [sys.executable, "-m", "deploy.launcher", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -63,15 +69,26 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 
 def _children_alive(data_dir: Path) -> list[str]:
     """Processes still running that belong to this launch (by data folder or module names)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    ).stdout
     return [line for line in out.splitlines() if str(data_dir) in line]
+
+
+def free_port() -> int:
+    """A free port below the kernel's ephemeral range (32768-60999): a port picked inside it can
+    be taken by an outgoing connection before the launched server binds it."""
+    while True:
+        port = random.randint(20000, 31000)
+        if not port_in_use(port):
+            return port
 
 
 def _free_base() -> int:
     # Four consecutive service ports and their metrics ports must be free.
     while True:
         base = free_port()
-        if base < 60000 and not any(port_in_use(base + d) for d in (1, 2, 3, 4, 101, 102, 103, 104)):
+        if not any(port_in_use(base + d) for d in (1, 2, 3, 4, 101, 102, 103, 104)):
             return base
 
 
@@ -88,13 +105,23 @@ async def test_launcher_runs_the_suite_stops_cleanly_and_keeps_data(tmp_path: Pa
     try:
         banner = await asyncio.to_thread(_read_until, proc, "Press Ctrl-C")
         assert f"http://acme.localhost:{ports['gateway']}/" in banner
-        for component in ("postgresql", "nats", "directory", "auth", "tickets", "compliance", "gateway"):
+        for component in (
+            "postgresql",
+            "nats",
+            "directory",
+            "auth",
+            "tickets",
+            "compliance",
+            "gateway",
+        ):
             assert re.search(rf"^\s+{component}\s", banner, re.M), banner
         password = re.search(r"Password:\s+(\S+)", banner)
         assert password is not None
         status, body = await _readyz(ports["gateway"])
         assert status == 200
-        assert body["backends"] == {n: "serving" for n in ("directory", "auth", "tickets", "compliance")}
+        assert body["backends"] == {
+            n: "serving" for n in ("directory", "auth", "tickets", "compliance")
+        }
     finally:
         tail = await asyncio.to_thread(_stop, proc)
     assert proc.returncode == 0, tail
