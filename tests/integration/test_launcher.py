@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from deploy.embedded import port_in_use
+from tests.gateway_client import GatewayClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,6 +123,47 @@ async def test_launcher_runs_the_suite_stops_cleanly_and_keeps_data(tmp_path: Pa
         assert body["backends"] == {
             n: "serving" for n in ("directory", "auth", "tickets", "compliance")
         }
+
+        # The CLI creates another workspace in the running suite; its admin can sign in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
+        env.update(
+            FRONTDESK_PORT_BASE=str(ports["base"]), FRONTDESK_GATEWAY_PORT=str(ports["gateway"])
+        )
+        created = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "deploy.launcher",
+                "workspace",
+                "create",
+                "beta",
+                "--name",
+                "Beta",
+                "--admin-email",
+                "admin@beta.example",
+                "--admin-password",
+                "a long enough pass",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert created.returncode == 0, created.stdout + created.stderr
+        assert f"http://beta.localhost:{ports['gateway']}/" in created.stdout
+        client = await GatewayClient.open(f"http://127.0.0.1:{ports['gateway']}", "beta")
+        try:
+            status, answer = await client.login(
+                "admin@beta.example", "a long enough pass", "management"
+            )
+            assert status == 200 and answer["status"] == "ok", answer
+            status, me = await client.get("/api/v1/me")
+            assert status == 200 and "Person:manage" in me["permissions"]
+        finally:
+            await client.close()
     finally:
         tail = await asyncio.to_thread(_stop, proc)
     assert proc.returncode == 0, tail
