@@ -95,11 +95,20 @@ def build(routes: list[Route]) -> dict[str, Any]:
 
 
 def _errors_for(route: Route) -> list[tuple[int, str]]:
-    errors = [(400, "Malformed request"), (404, "Unknown or hidden")]
-    if route.surface != "public":
+    changes = route.method not in ("GET", "HEAD", "OPTIONS")
+    errors = [(400, "Malformed request")]
+    if route.surface != "public" or changes:
+        # A public state change needs the CSRF token (403); the sign-in steps answer 401.
         errors += [(401, "Not signed in"), (403, "Not allowed or CSRF token missing")]
+    errors.append((404, "Unknown or hidden"))
+    if changes:
+        errors.append((409, "Conflicts with the current state"))
+    if route.body is not None:
+        errors += [(413, "Request body too large"), (415, "Body is not application/json")]
     if route.body is not None or route.query is not None:
         errors.append((422, "Invalid input, with field errors"))
+    if changes:
+        errors.append((429, "Too many attempts; see Retry-After"))
     errors += [(503, "A backend is unavailable"), (504, "A backend timed out")]
     return errors
 

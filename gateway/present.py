@@ -133,6 +133,7 @@ def page_request(
 ) -> common_pb2.PageRequest:
     if size < 1 or size > limit:
         fields["page_size"] = f"must be between 1 and {limit}"
+        size = 0  # the caller answers 422; a huge number must not crash building the request
     return common_pb2.PageRequest(page_size=size, page_token=token)
 
 
