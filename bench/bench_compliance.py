@@ -12,7 +12,6 @@ import asyncio
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -20,8 +19,8 @@ from frontdesk.v1 import common_pb2, compliance_pb2, compliance_pb2_grpc
 
 from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from services.chassis.grpcio import channel
-from services.compliance.app import create_server
-from services.compliance.settings import Settings
+from tests.people import workspace
+from tests.stack import Stack
 
 C = compliance_pb2
 
@@ -36,21 +35,17 @@ async def main(n: int, concurrency: int) -> None:
     pg.start()
     ns = EmbeddedNats(work / "nats", free_port())
     ns.start()
+    stack = Stack(pg_url=pg.url, nats_url=ns.url)
     try:
-        settings = Settings.from_env(
-            {
-                "FRONTDESK_DATABASE_URL": pg.url,
-                "FRONTDESK_DB_PREFIX": "bench_",
-                "FRONTDESK_NATS_URL": ns.url,
-                "FRONTDESK_GRPC_LISTEN": "127.0.0.1:0",
-                "FRONTDESK_SHUTDOWN_GRACE": "1",
-                "FRONTDESK_COMPLIANCE_SWEEP_INTERVAL": "3600",
-            }
+        await stack.start("directory")  # compliance checks owners with it
+        await stack.start(
+            "compliance", FRONTDESK_SHUTDOWN_GRACE="1", FRONTDESK_COMPLIANCE_SWEEP_INTERVAL="3600"
         )
-        running = await create_server(settings)
-        ch = channel(f"127.0.0.1:{running.port}")
+        people = await workspace(stack)
+        ch = channel(stack.addresses["compliance"])
         stub = compliance_pb2_grpc.ComplianceServiceStub(ch)
-        ws, tester = str(uuid.uuid4()), str(uuid.uuid4())
+        ws = people.ws
+        tester = await people.person("Control:read", "ControlTest:read", "ControlTest:update")
         system = common_pb2.Caller(workspace_id=ws)
         me = common_pb2.Caller(
             workspace_id=ws,
@@ -58,7 +53,8 @@ async def main(n: int, concurrency: int) -> None:
             permissions=["Control:read", "ControlTest:read", "ControlTest:update"],
         )
 
-        # n monthly controls owned by the tester: each gets its first test at creation.
+        # n monthly controls owned by the tester (checked with the directory each time): each
+        # gets its first test at creation.
         started = time.perf_counter()
         sem = asyncio.Semaphore(concurrency)
 
@@ -124,7 +120,7 @@ async def main(n: int, concurrency: int) -> None:
         )
 
         # One sweep marks the other half overdue.
-        db = await asyncpg.connect(settings.database_url)
+        db = await asyncpg.connect(stack.database_url("compliance"))
         try:
             await db.execute(
                 "update control_tests set due_date = current_date - 1 where state = 'scheduled'"
@@ -146,8 +142,8 @@ async def main(n: int, concurrency: int) -> None:
         finally:
             await db.close()
         await ch.close()
-        await running.stop()
     finally:
+        await stack.close()
         ns.stop()
         pg.stop()
 

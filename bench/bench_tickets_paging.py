@@ -1,6 +1,7 @@
 """My tickets at scale: 10,000 tickets of one requester (among other requesters' tickets),
 created through the real gRPC service, then the time to fetch the first, middle and last
-page of ListMyTickets by walking the keyset tokens, plus filtered and searched pages.
+page of ListMyTickets by walking the keyset tokens, plus filtered and searched pages, and
+assignments (each checks the agent with the directory service).
 
     .venv/bin/python bench/bench_tickets_paging.py [--tickets 10000] [--page-size 25]
 """
@@ -20,8 +21,8 @@ from frontdesk.v1 import common_pb2, tickets_pb2, tickets_pb2_grpc
 
 from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from services.chassis.grpcio import channel
-from services.tickets.app import create_server
-from services.tickets.settings import Settings
+from tests.people import workspace
+from tests.stack import Stack
 
 T = tickets_pb2
 
@@ -42,26 +43,22 @@ async def main(n: int, page_size: int) -> None:
     pg.start()
     ns = EmbeddedNats(work / "nats", free_port())
     ns.start()
+    stack = Stack(pg_url=pg.url, nats_url=ns.url)
     try:
-        settings = Settings.from_env(
-            {
-                "FRONTDESK_DATABASE_URL": pg.url,
-                "FRONTDESK_DB_PREFIX": "bench_",
-                "FRONTDESK_NATS_URL": ns.url,
-                "FRONTDESK_GRPC_LISTEN": "127.0.0.1:0",
-                "FRONTDESK_SHUTDOWN_GRACE": "1",
-            }
-        )
-        running = await create_server(settings)
-        ch = channel(f"127.0.0.1:{running.port}")
+        await stack.start("directory")  # tickets checks assignees with it
+        await stack.start("tickets", FRONTDESK_SHUTDOWN_GRACE="1")
+        people = await workspace(stack)
+        ch = channel(stack.addresses["tickets"])
         stub = tickets_pb2_grpc.TicketServiceStub(ch)
-        ws, me = str(uuid.uuid4()), str(uuid.uuid4())
+        ws, me = people.ws, await people.person("Ticket:read", "Ticket:create")
         mine = common_pb2.Caller(
             workspace_id=ws, person_id=me, permissions=["Ticket:read", "Ticket:create"]
         )
         others = [
             common_pb2.Caller(
-                workspace_id=ws, person_id=str(uuid.uuid4()), permissions=["Ticket:create"]
+                workspace_id=ws,
+                person_id=await people.person("Ticket:create"),
+                permissions=["Ticket:create"],
             )
             for _ in range(20)
         ]
@@ -90,7 +87,7 @@ async def main(n: int, page_size: int) -> None:
             f"created {total} tickets ({n} of one requester) through gRPC in {elapsed:.1f} s "
             f"({total / elapsed:.0f}/s, 32 concurrent)"
         )
-        conn = await asyncpg.connect(settings.database_url)
+        conn = await asyncpg.connect(stack.database_url("tickets"))
         await conn.execute("analyze tickets")
 
         # Walk every page, timing each call.
@@ -187,9 +184,33 @@ async def main(n: int, page_size: int) -> None:
         for row in plan:
             print("   ", row[0])
         await conn.close()
+
+        # Assignments: each new assignee is checked with the directory (GetEffectivePermissions).
+        agents = [await people.person("Ticket:manage") for _ in range(2)]
+        boss = common_pb2.Caller(
+            workspace_id=ws, person_id=agents[0], permissions=["Ticket:manage"]
+        )
+        listed = await stub.ListMyTickets(
+            T.ListMyTicketsRequest(caller=mine, page=common_pb2.PageRequest(page_size=100))
+        )
+        lat = []
+        for i, ticket in enumerate(listed.tickets):
+            took, _ = await timed(
+                stub.UpdateTicket(
+                    T.UpdateTicketRequest(
+                        caller=boss, ticket_id=ticket.id, assignee_id=agents[i % 2]
+                    )
+                )
+            )
+            lat.append(took)
+        lat.sort()
+        print(
+            f"assign {len(lat)} tickets (directory check each): "
+            f"p50 {ms(lat[len(lat) // 2])}, p99 {ms(lat[int(len(lat) * 0.99)])}"
+        )
         await ch.close()
-        await running.stop()
     finally:
+        await stack.close()
         ns.stop()
         pg.stop()
 

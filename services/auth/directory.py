@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
+from frontdesk.v1 import directory_pb2, directory_pb2_grpc
 
 from services.auth.domain import (
     AlreadyExists,
@@ -21,7 +21,9 @@ from services.auth.domain import (
     Person,
     Unavailable,
 )
-from services.chassis.grpcio import call, channel
+from services.chassis.directory_client import DirectoryClient, DirectoryUnavailable
+from services.chassis.directory_client import system as _system
+from services.chassis.grpcio import call
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,6 @@ def _person(p: directory_pb2.Person) -> Person:
         active=p.active,
         portal_access=p.portal_access,
     )
-
-
-def _system(ws: str) -> common_pb2.Caller:
-    return common_pb2.Caller(workspace_id=ws)
 
 
 def _translate(exc: grpc.aio.AioRpcError) -> AuthError:
@@ -64,25 +62,20 @@ def _translate(exc: grpc.aio.AioRpcError) -> AuthError:
 
 
 class Directory:
-    """A gRPC client of DirectoryService with one long-lived channel."""
+    """Auth's calls to DirectoryService, on the shared client (one long-lived channel)."""
 
     def __init__(self, address: str, timeout: float = 5.0) -> None:
-        self._address = address
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: directory_pb2_grpc.DirectoryServiceStub | None = None
+        self._directory = DirectoryClient(address, timeout)
         self._timeout = timeout
 
     def _client(self) -> directory_pb2_grpc.DirectoryServiceStub:
-        if not self._address:
-            raise Unavailable("the directory address (FRONTDESK_DIRECTORY_ADDR) is not set")
-        if self._stub is None:
-            self._channel = channel(self._address)
-            self._stub = directory_pb2_grpc.DirectoryServiceStub(self._channel)
-        return self._stub
+        try:
+            return self._directory.stub
+        except DirectoryUnavailable as exc:
+            raise Unavailable(str(exc)) from None
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        await self._directory.close()
 
     async def find_by_email(self, ws: str, email: str) -> Person | None:
         req = directory_pb2.FindPersonByEmailRequest(caller=_system(ws), email=email)
@@ -95,14 +88,20 @@ class Directory:
         return _person(p)
 
     async def get_person(self, ws: str, person_id: str) -> Person | None:
-        req = directory_pb2.GetPersonRequest(caller=_system(ws), person_id=person_id)
         try:
-            p = await call(self._client().GetPerson, req, timeout=self._timeout, safe=True)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                return None
-            raise _translate(exc) from None
-        return _person(p)
+            found = next(iter((await self._directory.persons(ws, [person_id])).values()), None)
+        except DirectoryUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        if found is None:
+            return None
+        return Person(
+            id=found.id,
+            workspace_id=found.workspace_id,
+            email=found.email,
+            name=found.name,
+            active=found.active,
+            portal_access=found.portal_access,
+        )
 
     async def portal_rules(self, ws: str) -> PortalRules:
         req = directory_pb2.GetPortalSettingsRequest(caller=_system(ws))

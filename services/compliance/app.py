@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 from frontdesk.v1 import compliance_pb2, compliance_pb2_grpc
 
+from services.chassis.directory_client import DirectoryClient
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
 from services.compliance.domain import today
 from services.compliance.service import ComplianceService, Sweeper
@@ -18,7 +19,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def wire(resources: Resources) -> Wiring:
-    service = ComplianceService(resources.pool, clock=today)
+    directory = DirectoryClient(resources.settings.directory_addr)
+    service = ComplianceService(resources.pool, directory, clock=today)
     servicer = ComplianceServicer(service, today)
     settings = resources.settings
     interval = settings.sweep_interval if isinstance(settings, Settings) else 60.0
@@ -27,7 +29,9 @@ async def wire(resources: Resources) -> Wiring:
         compliance_pb2_grpc.add_ComplianceServiceServicer_to_server(servicer, server)
         return [compliance_pb2.DESCRIPTOR.services_by_name["ComplianceService"].full_name]
 
-    return Wiring(register=register, background=[Sweeper(service, interval)])
+    return Wiring(
+        register=register, background=[Sweeper(service, interval)], on_stop=[directory.close]
+    )
 
 
 async def create_server(settings: Settings) -> RunningService:

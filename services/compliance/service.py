@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 import asyncpg
 
 from services.chassis import outbox
+from services.chassis.directory_client import DirectoryClient
 from services.compliance import events, store
 from services.compliance.domain import (
     CONTROL_MANAGE,
@@ -62,6 +63,7 @@ from services.compliance.domain import today as utc_today
 log = logging.getLogger(__name__)
 
 DEFAULT_PAGE = 50
+NO_SUCH_PERSON = "no such active person in this workspace"
 MAX_PAGE = 200
 
 _Unset = object()
@@ -106,9 +108,33 @@ def _text(value: uuid.UUID | date | str | None) -> str:
 
 
 class ComplianceService:
-    def __init__(self, pool: asyncpg.Pool, *, clock: Callable[[], date] = utc_today) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        directory: DirectoryClient,
+        *,
+        clock: Callable[[], date] = utc_today,
+    ) -> None:
         self._pool = pool
+        self._directory = directory
         self._today = clock
+
+    # -- persons -----------------------------------------------------------------------------
+
+    async def _check_persons(self, ws: uuid.UUID, named: dict[str, uuid.UUID | None]) -> None:
+        """Each person a caller names (field -> id) is an active person of the caller's
+        workspace; one directory call for all of them. Asked outside any transaction."""
+        wanted = {name: pid for name, pid in named.items() if pid is not None}
+        if not wanted:
+            return
+        found = await self._directory.persons(str(ws), wanted.values())
+        problems = [
+            f"{name}: {NO_SUCH_PERSON}"
+            for name, pid in wanted.items()
+            if (person := found.get(str(pid))) is None or not person.active
+        ]
+        if problems:
+            raise Invalid(problems)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -187,6 +213,7 @@ class ComplianceService:
         owner = parse_uuid(owner_id, "owner_id", problems, required=True)
         if problems or owner is None or frequency is None:
             raise Invalid(problems)
+        await self._check_persons(caller.workspace_id, {"owner_id": owner})
         async with self._pool.acquire() as conn, conn.transaction():
             control = Control(
                 id=uuid.uuid4(),
@@ -236,6 +263,11 @@ class ComplianceService:
             owner = parse_uuid(owner_id, "owner_id", problems, required=True)
         if problems:
             raise Invalid(problems)
+        if owner is not None:
+            async with self._pool.acquire() as conn:
+                current = await self._control(conn, caller.workspace_id, control_ref)
+            if current.owner_id != owner:
+                await self._check_persons(caller.workspace_id, {"owner_id": owner})
         async with self._pool.acquire() as conn, conn.transaction():
             control = await self._control(conn, caller.workspace_id, control_ref, for_update=True)
             changed = replace(
@@ -373,6 +405,7 @@ class ComplianceService:
             problems.append("period_end: must not be before period_start")
         if problems or due is None or end is None:
             raise Invalid(problems)
+        await self._check_persons(caller.workspace_id, {"assignee_id": assignee})
         async with self._pool.acquire() as conn, conn.transaction():
             try:
                 control = await self._control(conn, caller.workspace_id, control_ref)
@@ -417,6 +450,13 @@ class ComplianceService:
                 problems.append("due_date: must be today or later")
         if problems:
             raise Invalid(problems)
+        if assignee is not None:
+            async with self._pool.acquire() as conn:
+                current = await self._test(conn, caller.workspace_id, test_ref)
+            if current.completed:
+                raise Conflict("state: a completed test is locked")
+            if current.assignee_id != assignee:
+                await self._check_persons(caller.workspace_id, {"assignee_id": assignee})
         async with self._pool.acquire() as conn, conn.transaction():
             test = await self._test(conn, caller.workspace_id, test_ref, for_update=True)
             if test.completed:
@@ -707,6 +747,8 @@ class ComplianceService:
         assignee = parse_uuid(assignee_id, "assignee_id", problems, required=False)
         due = parse_date(remediation_due_date, "remediation_due_date", problems, required=False)
         ws = caller.workspace_id
+        if not problems:
+            await self._check_persons(ws, {"assignee_id": assignee})
         async with self._pool.acquire() as conn, conn.transaction():
             control_id, test_id = await self._related(conn, ws, control_ref, test_ref, problems)
             if problems or severity is None:
@@ -765,6 +807,13 @@ class ComplianceService:
         if remediation_due_date is not None:
             due = parse_date(remediation_due_date, "remediation_due_date", problems, required=False)
         ws = caller.workspace_id
+        if isinstance(assignee, uuid.UUID) and not problems:
+            async with self._pool.acquire() as conn:
+                current = await self._issue(conn, ws, issue_ref)
+            if current.status == "closed":
+                raise Conflict("status: a closed issue cannot be changed")
+            if current.assignee_id != assignee:
+                await self._check_persons(ws, {"assignee_id": assignee})
         async with self._pool.acquire() as conn, conn.transaction():
             issue = await self._issue(conn, ws, issue_ref, for_update=True)
             control_id, test_id = issue.control_id, issue.control_test_id

@@ -13,6 +13,7 @@ from frontdesk.v1 import common_pb2, compliance_pb2, compliance_pb2_grpc
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.chassis.directory_client import DirectoryUnavailable
 from services.compliance.domain import (
     Caller,
     ComplianceError,
@@ -51,6 +52,9 @@ def _rpc(
             await context.abort(
                 _CODES.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION), str(exc)
             )
+            raise  # unreachable: abort raises
+        except DirectoryUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             raise  # unreachable: abort raises
 
     return wrapper

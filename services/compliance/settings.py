@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.chassis.settings import ServiceSettings, env_float
+from services.chassis.settings import ServiceSettings, SettingsError, env_float
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,11 @@ class Settings(ServiceSettings):
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
         env = os.environ if env is None else env
         base = ServiceSettings.from_env("compliance", env)
+        if not base.directory_addr:
+            raise SettingsError(
+                "environment variable FRONTDESK_DIRECTORY_ADDR is required: "
+                "compliance checks owners and assignees with the directory"
+            )
         return cls(
             **vars(base),
             sweep_interval=env_float(env, "FRONTDESK_COMPLIANCE_SWEEP_INTERVAL", 60.0),

@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 from frontdesk.v1 import tickets_pb2, tickets_pb2_grpc
 
+from services.chassis.directory_client import DirectoryClient
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
 from services.tickets.service import TicketService
 from services.tickets.servicer import TicketServicer
@@ -17,13 +18,14 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def wire(resources: Resources) -> Wiring:
-    servicer = TicketServicer(TicketService(resources.pool))
+    directory = DirectoryClient(resources.settings.directory_addr)
+    servicer = TicketServicer(TicketService(resources.pool, directory))
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         tickets_pb2_grpc.add_TicketServiceServicer_to_server(servicer, server)
         return [tickets_pb2.DESCRIPTOR.services_by_name["TicketService"].full_name]
 
-    return Wiring(register=register)
+    return Wiring(register=register, on_stop=[directory.close])
 
 
 async def create_server(settings: Settings) -> RunningService:

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from services.chassis import outbox
+from services.chassis.directory_client import DirectoryClient
 from services.tickets import events, store
 from services.tickets.domain import (
     REOPENED_BY_REQUESTER,
@@ -43,11 +44,31 @@ log = logging.getLogger(__name__)
 
 MAX_COMMENT = 20_000
 MAX_NOTE = 2_000
+AGENT_PERMISSION = "Ticket:manage"
+NO_SUCH_PERSON = "no such active person in this workspace"
 
 
 class TicketService:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, directory: DirectoryClient) -> None:
         self._pool = pool
+        self._directory = directory
+
+    # -- persons ------------------------------------------------------------------------
+
+    async def _check_requester(self, ws: uuid.UUID, person_id: uuid.UUID) -> None:
+        """A requester named by the caller is an active person of the caller's workspace."""
+        found = await self._directory.persons(str(ws), [person_id])
+        person = found.get(str(person_id))
+        if person is None or not person.active:
+            raise InvalidTicket([f"requester_id: {NO_SUCH_PERSON}"])
+
+    async def _check_assignee(self, ws: uuid.UUID, person_id: uuid.UUID) -> None:
+        """An assignee is an active person of the caller's workspace who is an agent."""
+        access = await self._directory.effective_permissions(str(ws), person_id)
+        if access is None or not access.active:
+            raise InvalidTicket([f"assignee_id: {NO_SUCH_PERSON}"])
+        if AGENT_PERMISSION not in access.permissions:
+            raise InvalidTicket([f"assignee_id: must be an agent (hold {AGENT_PERMISSION})"])
 
     # -- create -------------------------------------------------------------------------
 
@@ -60,6 +81,8 @@ class TicketService:
             raise NotAllowed("Ticket:create is needed to submit a ticket")
         valid = validate_new(actor, new)
         ws = actor.workspace_id
+        if valid.requester_id != actor.person_id:
+            await self._check_requester(ws, valid.requester_id)
         async with self._pool.acquire() as conn:
             if valid.idempotency_key:
                 existing = await store.find_by_idempotency_key(
@@ -270,6 +293,14 @@ class TicketService:
         """Edit fields and the assignee (writes ticket_updated and/or ticket_assigned)."""
         if not actor.manages:
             raise NotAllowed("Ticket:manage is needed to edit a ticket")
+        wanted = parse_uuid(edit.assignee_id) if edit.assignee_id else None
+        if wanted is not None:
+            # Asked before the transaction, so no row stays locked while the directory answers;
+            # keeping the current assignee needs no check (they may have left since).
+            async with self._pool.acquire() as conn:
+                current = await self._load(conn, actor, ref)
+            if current.assignee_id != wanted:
+                await self._check_assignee(actor.workspace_id, wanted)
         async with self._pool.acquire() as conn, conn.transaction():
             ticket = await self._load(conn, actor, ref, for_update=True)
             changes, previous_assignee = apply_edit(ticket, edit)

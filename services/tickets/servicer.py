@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import grpc
 from frontdesk.v1 import common_pb2, tickets_pb2, tickets_pb2_grpc
 
+from services.chassis.directory_client import DirectoryUnavailable
 from services.tickets import convert
 from services.tickets.domain import (
     Edit,
@@ -25,6 +26,7 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
     (TicketNotFound, grpc.StatusCode.NOT_FOUND),
     (NotAllowed, grpc.StatusCode.PERMISSION_DENIED),
     (IllegalTransition, grpc.StatusCode.FAILED_PRECONDITION),
+    (DirectoryUnavailable, grpc.StatusCode.UNAVAILABLE),
 ]
 
 

@@ -17,6 +17,7 @@ from frontdesk.v1 import common_pb2, compliance_pb2, compliance_pb2_grpc, events
 
 from services.chassis.grpcio import channel
 from services.compliance.domain import period_containing
+from tests.people import People, workspace
 from tests.stack import Stack
 
 pb = compliance_pb2
@@ -35,6 +36,7 @@ class Env:
     ws: str
     manager: common_pb2.Caller
     owner_id: str
+    people: People
 
     def person(self, person_id: str, perms: tuple[str, ...] = PORTAL_TESTER) -> common_pb2.Caller:
         return common_pb2.Caller(workspace_id=self.ws, person_id=person_id, permissions=perms)
@@ -46,18 +48,20 @@ class Env:
 @pytest.fixture
 async def env(stack: Stack) -> AsyncIterator[Env]:
     # A long sweep interval: tests run the sweep themselves unless they test the timer.
+    await stack.start("directory")  # compliance checks the persons callers name with it
     await stack.start("compliance", FRONTDESK_COMPLIANCE_SWEEP_INTERVAL="3600")
+    people = await workspace(stack)
     async with channel(stack.addresses["compliance"]) as ch:
-        ws = str(uuid.uuid4())
         manager = common_pb2.Caller(
-            workspace_id=ws, person_id=str(uuid.uuid4()), permissions=MANAGER
+            workspace_id=people.ws, person_id=await people.person(*MANAGER), permissions=MANAGER
         )
         yield Env(
             stub=compliance_pb2_grpc.ComplianceServiceStub(ch),
             db=await stack.connect("compliance"),
-            ws=ws,
+            ws=people.ws,
             manager=manager,
-            owner_id=str(uuid.uuid4()),
+            owner_id=await people.person(*PORTAL_TESTER),
+            people=people,
         )
 
 
@@ -198,7 +202,9 @@ async def test_assignee_completes_a_test_which_locks_it_and_schedules_the_next(e
     assert await _code(again) == grpc.StatusCode.FAILED_PRECONDITION
     reassign = env.stub.UpdateControlTest(
         pb.UpdateControlTestRequest(
-            caller=env.manager, control_test_id="TST-1", assignee_id=str(uuid.uuid4())
+            caller=env.manager,
+            control_test_id="TST-1",
+            assignee_id=await env.people.person(*PORTAL_TESTER),
         )
     )
     assert await _code(reassign) == grpc.StatusCode.FAILED_PRECONDITION
@@ -217,7 +223,7 @@ async def test_assignee_completes_a_test_which_locks_it_and_schedules_the_next(e
 
 async def test_a_failed_test_opens_an_issue_for_the_control_owner(env: Env) -> None:
     control = await _control(env)
-    tester_id = str(uuid.uuid4())
+    tester_id = await env.people.person(*PORTAL_TESTER)
     await env.stub.UpdateControlTest(
         pb.UpdateControlTestRequest(
             caller=env.manager, control_test_id="TST-1", assignee_id=tester_id
@@ -390,17 +396,18 @@ async def test_overdue_is_computed_then_persisted_once_by_the_sweep(env: Env) ->
 
 
 async def test_the_periodic_sweep_marks_overdue_tests(stack: Stack) -> None:
+    await stack.start("directory")
     await stack.start("compliance", FRONTDESK_COMPLIANCE_SWEEP_INTERVAL="0.1")
+    people = await workspace(stack)
     async with channel(stack.addresses["compliance"]) as ch:
         stub = compliance_pb2_grpc.ComplianceServiceStub(ch)
-        ws = str(uuid.uuid4())
-        system = common_pb2.Caller(workspace_id=ws)
+        system = people.system
         await stub.CreateControl(
             pb.CreateControlRequest(
                 caller=system,
                 title="Firewall rules",
                 frequency=pb.CONTROL_FREQUENCY_AD_HOC,
-                owner_id=str(uuid.uuid4()),
+                owner_id=await people.person(*PORTAL_TESTER),
             )
         )
         await stub.CreateControlTest(
@@ -485,7 +492,7 @@ async def test_review_by_someone_other_than_the_tester(env: Env) -> None:
 
 
 async def test_issue_workflow_filters_comments_and_history(env: Env) -> None:
-    assignee = str(uuid.uuid4())
+    assignee = await env.people.person(*PORTAL_TESTER)
     a = await env.stub.CreateIssue(
         pb.CreateIssueRequest(
             caller=env.manager,
@@ -647,3 +654,101 @@ async def test_events_reach_jetstream(env: Env, nats_url: str) -> None:
         e.compliance.control_test_overdue.test.number for e in by_kind["control_test_overdue"]
     ] == ["TST-2"]
     assert len({e.event_id for e in seen}) == len(seen)  # nothing published twice
+
+
+async def test_owners_and_assignees_must_be_active_persons_of_the_workspace(
+    env: Env, stack: Stack
+) -> None:
+    elsewhere = await workspace(stack)
+    refused = {
+        "another workspace's person": await elsewhere.person(*PORTAL_TESTER),
+        "an unknown id": str(uuid.uuid4()),
+        "an inactive person": await env.people.person(*PORTAL_TESTER, active=False),
+    }
+    control = await _control(env)
+    issue = await env.stub.CreateIssue(
+        pb.CreateIssueRequest(
+            caller=env.manager, title="Unencrypted laptop", severity=pb.ISSUE_SEVERITY_HIGH
+        )
+    )
+
+    async def refusal(call: object) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call  # type: ignore[misc]
+        return info.value.code(), info.value.details() or ""
+
+    for why, person in refused.items():
+        m = env.manager
+        calls = {
+            "owner_id": [
+                env.stub.CreateControl(
+                    pb.CreateControlRequest(
+                        caller=m,
+                        title="Backups",
+                        frequency=pb.CONTROL_FREQUENCY_AD_HOC,
+                        owner_id=person,
+                    )
+                ),
+                env.stub.UpdateControl(
+                    pb.UpdateControlRequest(caller=m, control_id=control.id, owner_id=person)
+                ),
+            ],
+            "assignee_id": [
+                env.stub.CreateControlTest(
+                    pb.CreateControlTestRequest(
+                        caller=m,
+                        control_id=control.id,
+                        due_date=today().isoformat(),
+                        assignee_id=person,
+                    )
+                ),
+                env.stub.UpdateControlTest(
+                    pb.UpdateControlTestRequest(
+                        caller=m, control_test_id="TST-1", assignee_id=person
+                    )
+                ),
+                env.stub.CreateIssue(
+                    pb.CreateIssueRequest(
+                        caller=m,
+                        title="Weak passwords",
+                        severity=pb.ISSUE_SEVERITY_LOW,
+                        assignee_id=person,
+                    )
+                ),
+                env.stub.UpdateIssue(
+                    pb.UpdateIssueRequest(caller=m, issue_id=issue.id, assignee_id=person)
+                ),
+            ],
+        }
+        for field, pending in calls.items():
+            for call in pending:
+                assert await refusal(call) == (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{field}: no such active person in this workspace",
+                ), why
+
+    # Nothing was written by the refusals.
+    assert await env.db.fetchval("select count(*) from controls") == 1
+    assert await env.db.fetchval("select count(*) from control_tests") == 1
+    assert await env.db.fetchval("select count(*) from issues") == 1
+    row = await env.db.fetchrow("select assignee_id from control_tests")
+    assert str(row["assignee_id"]) == env.owner_id
+
+    # An active person of the workspace is accepted everywhere; one who leaves later keeps
+    # what they own, and editing something else does not ask about them again.
+    newcomer = await env.people.person(*PORTAL_TESTER)
+    moved = await env.stub.UpdateControl(
+        pb.UpdateControlRequest(caller=env.manager, control_id=control.id, owner_id=newcomer)
+    )
+    assert moved.owner_id == newcomer
+    assigned = await env.stub.UpdateIssue(
+        pb.UpdateIssueRequest(caller=env.manager, issue_id=issue.id, assignee_id=newcomer)
+    )
+    assert assigned.assignee_id == newcomer
+    await env.people.deactivate(newcomer)
+    kept = await env.stub.UpdateControl(
+        pb.UpdateControlRequest(
+            caller=env.manager, control_id=control.id, owner_id=newcomer, title="Backups v2"
+        )
+    )
+    assert (kept.owner_id, kept.title) == (newcomer, "Backups v2")

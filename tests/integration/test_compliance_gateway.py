@@ -19,6 +19,7 @@ from yarl import URL
 
 from services.chassis.grpcio import channel
 from tests.gateway_client import GatewayClient
+from tests.people import workspace
 from tests.stack import Stack
 
 PASSWORD = "correct horse battery staple 42"
@@ -341,3 +342,33 @@ async def test_section_off_hides_issues_from_the_portal(suite: Suite) -> None:
     # The management console is unaffected.
     status, body = await mia.get("/management/api/v1/issues")
     assert status == 200 and len(body["items"]) == 1
+
+
+async def test_owners_and_assignees_from_elsewhere_are_a_422_naming_the_field(
+    suite: Suite, stack: Stack
+) -> None:
+    alice_id = await suite.person("alice@acme.test", "Alice Tester")
+    await suite.person("mia@acme.test", "Mia Manager", manager=True)
+    mia = await suite.client("mia@acme.test", "management")
+    elsewhere = await workspace(stack)
+    stranger = await elsewhere.person("ControlTest:read")
+    no_such = "no such active person in this workspace"
+
+    status, body = await mia.post(
+        "/management/api/v1/controls", json={**CONTROL, "owner_id": stranger}
+    )
+    assert status == 422, body
+    assert body["error"]["fields"] == {"owner_id": no_such}
+    status, body = await mia.post(
+        "/management/api/v1/issues",
+        json={"title": "Weak TLS", "severity": "low", "assignee_id": stranger},
+    )
+    assert status == 422, body
+    assert body["error"]["fields"] == {"assignee_id": no_such}
+
+    status, body = await mia.post(
+        "/management/api/v1/controls", json={**CONTROL, "owner_id": alice_id}
+    )
+    assert status == 201, body
+    status, body = await mia.get("/management/api/v1/issues")
+    assert status == 200 and body["items"] == []

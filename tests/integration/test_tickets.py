@@ -15,6 +15,7 @@ from frontdesk.v1 import common_pb2, events_pb2, tickets_pb2, tickets_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.chassis.grpcio import channel
+from tests.people import People, workspace
 from tests.stack import Stack
 
 T = tickets_pb2
@@ -37,7 +38,13 @@ def new_id() -> str:
 
 
 @pytest.fixture
+async def people(stack: Stack, stub: tickets_pb2_grpc.TicketServiceStub) -> People:
+    return await workspace(stack)
+
+
+@pytest.fixture
 async def stub(stack: Stack) -> AsyncIterator[tickets_pb2_grpc.TicketServiceStub]:
+    await stack.start("directory")  # tickets checks the persons callers name with it
     await stack.start("tickets")
     ch = channel(stack.addresses["tickets"])
     try:
@@ -444,10 +451,10 @@ async def test_requester_comment_reopens_a_resolved_ticket(
 
 
 async def test_queue_filters_sorts_and_pages_for_agents_only(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People
 ) -> None:
-    ws, alice, bob = new_id(), new_id(), new_id()
-    agent_id = new_id()
+    ws, alice, bob = people.ws, await people.person(*PORTAL), await people.person(*PORTAL)
+    agent_id = await people.person(*AGENT)
     agent = caller(ws, agent_id, AGENT)
     a1 = await incident(
         stub, caller(ws, alice), impact=T.TICKET_LEVEL_LOW, urgency=T.TICKET_LEVEL_LOW
@@ -528,9 +535,9 @@ async def test_queue_filters_sorts_and_pages_for_agents_only(
 
 
 async def test_agents_edit_fields_and_assign_with_priority_recomputed(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People
 ) -> None:
-    ws, alice, agent_id = new_id(), new_id(), new_id()
+    ws, alice, agent_id = people.ws, await people.person(*PORTAL), await people.person(*AGENT)
     agent = caller(ws, agent_id, AGENT)
     ticket = await incident(stub, caller(ws, alice))
     updated = await stub.UpdateTicket(
@@ -581,9 +588,9 @@ async def test_agents_edit_fields_and_assign_with_priority_recomputed(
 
 
 async def test_events_arrive_on_jetstream_without_comment_bodies(
-    stub: tickets_pb2_grpc.TicketServiceStub, nats_url: str
+    stub: tickets_pb2_grpc.TicketServiceStub, nats_url: str, people: People
 ) -> None:
-    ws, alice, agent_id = new_id(), new_id(), new_id()
+    ws, alice, agent_id = people.ws, await people.person(*PORTAL), await people.person(*AGENT)
     agent = caller(ws, agent_id, AGENT)
     me = caller(ws, alice)
     nc = await nats.connect(nats_url)
@@ -647,3 +654,85 @@ async def test_events_arrive_on_jetstream_without_comment_bodies(
         (T.TICKET_STATUS_RESOLVED, False),
         (T.TICKET_STATUS_IN_PROGRESS, True),
     ]
+
+
+async def test_assignees_and_requesters_must_be_active_persons_of_the_workspace(
+    stub: tickets_pb2_grpc.TicketServiceStub, stack: Stack, people: People
+) -> None:
+    elsewhere = await workspace(stack)
+    alice = await people.person(*PORTAL)
+    agent_id = await people.person(*AGENT)
+    agent = caller(people.ws, agent_id, AGENT)
+    ticket = await incident(stub, caller(people.ws, alice))
+    refused = {
+        "another workspace's agent": await elsewhere.person(*AGENT),
+        "an unknown id": new_id(),
+        "an inactive agent": await people.person(*AGENT, active=False),
+    }
+    for why, person in refused.items():
+        code, message = await code_of(
+            stub.UpdateTicket(
+                T.UpdateTicketRequest(caller=agent, ticket_id=ticket.id, assignee_id=person)
+            )
+        )
+        assert (code, message) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "assignee_id: no such active person in this workspace",
+        ), why
+    code, message = await code_of(
+        stub.UpdateTicket(
+            T.UpdateTicketRequest(caller=agent, ticket_id=ticket.id, assignee_id=alice)
+        )
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message == "assignee_id: must be an agent (hold Ticket:manage)"
+
+    # Nothing changed, and no history was written by the refusals.
+    detail = await stub.GetTicket(T.GetTicketRequest(caller=agent, ticket_id=ticket.id))
+    assert detail.ticket.assignee_id == ""
+    assert not [f for f in detail.field_history if f.field == "assignee"]
+
+    # An agent who leaves keeps the tickets they hold: editing another field still works.
+    leaving = await people.person(*AGENT)
+    await stub.UpdateTicket(
+        T.UpdateTicketRequest(caller=agent, ticket_id=ticket.id, assignee_id=leaving)
+    )
+    await people.deactivate(leaving)
+    kept = await stub.UpdateTicket(
+        T.UpdateTicketRequest(
+            caller=agent, ticket_id=ticket.id, assignee_id=leaving, title="Still burning"
+        )
+    )
+    assert (kept.assignee_id, kept.title) == (leaving, "Still burning")
+
+    # A ticket filed for someone else names an active person of the workspace too.
+    for person in (await elsewhere.person(*PORTAL), new_id(), await people.person(active=False)):
+        code, message = await code_of(
+            stub.CreateTicket(
+                T.CreateTicketRequest(
+                    caller=agent,
+                    type=T.TICKET_TYPE_INCIDENT,
+                    title="Filed by phone",
+                    description="The caller could not sign in",
+                    impact=T.TICKET_LEVEL_LOW,
+                    urgency=T.TICKET_LEVEL_LOW,
+                    requester_id=person,
+                )
+            )
+        )
+        assert (code, message) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "requester_id: no such active person in this workspace",
+        )
+    filed = await stub.CreateTicket(
+        T.CreateTicketRequest(
+            caller=agent,
+            type=T.TICKET_TYPE_INCIDENT,
+            title="Filed by phone",
+            description="The caller could not sign in",
+            impact=T.TICKET_LEVEL_LOW,
+            urgency=T.TICKET_LEVEL_LOW,
+            requester_id=alice,
+        )
+    )
+    assert filed.requester_id == alice

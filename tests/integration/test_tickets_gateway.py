@@ -19,6 +19,7 @@ from yarl import URL
 
 from services.chassis.grpcio import channel
 from tests.gateway_client import GatewayClient
+from tests.people import workspace
 from tests.stack import Stack
 
 PASSWORD = "correct horse battery staple 42"
@@ -342,3 +343,33 @@ async def test_ticket_pages_send_anonymous_visitors_to_sign_in(suite: Suite) -> 
         assert resp.headers["Location"] == "/login?next=/tickets/INC-1"
     status, body = await anonymous.get("/api/v1/tickets")
     assert status == 401 and body["error"]["code"] == "unauthenticated"
+
+
+async def test_assigning_a_ticket_to_someone_who_is_no_agent_here_is_a_422_naming_the_field(
+    suite: Suite, stack: Stack
+) -> None:
+    alice_id = await suite.person("alice@acme.test", "Alice")
+    alice = await suite.client("alice@acme.test")
+    agent = await suite.client(suite.agent_email, "management")
+    _, ticket = await alice.post("/api/v1/tickets", json=INCIDENT)
+    elsewhere = await workspace(stack)
+    gone = await suite.person("gone@acme.test", "Gone Agent", agent=True)
+    await suite.directory.UpdatePerson(
+        directory_pb2.UpdatePersonRequest(
+            caller=common_pb2.Caller(workspace_id=suite.ws), person_id=gone, active=False
+        )
+    )
+    no_such = "no such active person in this workspace"
+    for person, problem in (
+        (await elsewhere.person("Ticket:manage"), no_such),
+        ("0b5f8a3e-6c1d-4f7e-9a2b-3c4d5e6f7a8b", no_such),
+        (gone, no_such),
+        (alice_id, "must be an agent (hold Ticket:manage)"),
+    ):
+        status, body = await agent.patch(
+            f"/management/api/v1/tickets/{ticket['id']}", json={"assignee_id": person}
+        )
+        assert status == 422, body
+        assert body["error"]["fields"] == {"assignee_id": problem}
+    status, body = await agent.get(f"/management/api/v1/tickets/{ticket['id']}")
+    assert status == 200 and body["ticket"]["assignee_id"] is None
