@@ -169,6 +169,12 @@ class SsoState:
 # --- tokens -------------------------------------------------------------------------------
 
 
+def no_nul(field: str, *values: str) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail storing it."""
+    if any("\x00" in v for v in values):
+        raise InvalidArgument(field, "must not contain NUL characters")
+
+
 def new_token() -> str:
     """An opaque bearer token: 256 random bits, URL-safe."""
     return secrets.token_urlsafe(32)

@@ -50,6 +50,7 @@ from services.auth.domain import (
     new_api_token,
     new_recovery_codes,
     new_token,
+    no_nul,
     normalize_password,
     recovery_code_hash,
     token_hash,
@@ -207,6 +208,7 @@ class AuthService:
         if surface not in SURFACES:
             raise InvalidArgument("surface", "must be portal or management")
         email = email.strip()
+        no_nul("email", email)
         if not email:
             raise InvalidArgument("email", "is required")
         if not password:
@@ -497,6 +499,8 @@ class AuthService:
     async def revoke_session(self, caller: Caller, session_id: str) -> None:
         me = _me(caller)
         ws = caller.workspace_id
+        if not session_id or "\x00" in session_id:
+            raise NotFound("session not found")  # no such id can exist
         async with self._pool.acquire() as conn, conn.transaction():
             session = await store.delete_session(conn, ws, session_id, me)
             if session is None:
@@ -715,6 +719,7 @@ class AuthService:
     ) -> tuple[ApiToken, str]:
         me = _me(caller)
         name = name.strip()
+        no_nul("name", name)
         if not name:
             raise InvalidArgument("name", "is required")
         if len(name) > 100:
@@ -761,6 +766,8 @@ class AuthService:
         ws = _ws(workspace_id)
         email = email.strip()
         name = name.strip()
+        no_nul("email", email)
+        no_nul("name", name)
         if "@" not in email or len(email) > 320 or email.startswith("@") or email.endswith("@"):
             raise InvalidArgument("email", "must be an e-mail address")
         if not name:
@@ -867,6 +874,9 @@ class AuthService:
             raise PermissionDenied("configuring SSO needs Settings:manage")
         issuer = issuer.strip()
         client_id = client_id.strip()
+        no_nul("issuer", issuer)
+        no_nul("client_id", client_id)
+        no_nul("allowed_domains", *allowed_domains)
         if not issuer:
             raise InvalidArgument("issuer", "is required")
         try:

@@ -116,6 +116,8 @@ def check_text(
         problems.append(f"{name}: required")
     elif len(value) > limit:
         problems.append(f"{name}: at most {limit} characters")
+    elif "\x00" in value:
+        problems.append(f"{name}: must not contain NUL characters")
     return value
 
 

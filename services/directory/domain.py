@@ -316,7 +316,7 @@ class Page:
 # ---- validation ----
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")
 _DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 _LOGIN = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 _PERMISSION_SHAPE = re.compile(r"^[A-Za-z]+:[a-z]+$")
@@ -343,8 +343,15 @@ def clean_email(email: str, field_name: str = "email") -> str:
     return email
 
 
+def no_nul(value: str, field_name: str) -> str:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail storing it."""
+    if "\x00" in value:
+        raise Invalid(field_name, "must not contain NUL characters")
+    return value
+
+
 def clean_name(name: str, *, required: bool = True) -> str:
-    name = name.strip()
+    name = no_nul(name.strip(), "name")
     if required and not name:
         raise Invalid("name", "required")
     if len(name) > 200:
@@ -363,7 +370,7 @@ def clean_login_name(login_name: str) -> str:
 
 
 def clean_text(value: str, field_name: str, limit: int) -> str:
-    value = value.strip()
+    value = no_nul(value.strip(), field_name)
     if len(value) > limit:
         raise Invalid(field_name, f"at most {limit} characters")
     return value
@@ -441,5 +448,6 @@ def token_for(values: Sequence[Any]) -> str:
 
 def like_pattern(query: str) -> str:
     """A LIKE pattern matching `query` anywhere, with LIKE's special characters escaped."""
+    no_nul(query, "query")
     escaped = query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"

@@ -65,6 +65,8 @@ class Target:
     portal_headers: dict[str, str]
     portal_cookies: dict[str, str]
     bearer: dict[str, str]
+    # Ids of real objects, for a second pass where the path names something that exists.
+    ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,6 +135,10 @@ def _fuzz(
             tally.operations += 1
             for mode in schemathesis.GenerationMode:
                 _fuzz_operation(operation, mode, http, target, tally, restore_settings)
+            real = _real_path_parameters(operation.path, target.ids)
+            if real:
+                for mode in schemathesis.GenerationMode:
+                    _fuzz_operation(operation, mode, http, target, tally, restore_settings, real)
     finally:
         http.close()
 
@@ -144,8 +150,9 @@ def _fuzz_operation(
     target: Target,
     tally: Tally,
     restore_settings: Callable[[requests.Session], None],
+    path_parameters: dict[str, str] | None = None,
 ) -> None:
-    label = f"{operation.method.upper()} {operation.path} [{mode.value}]"
+    label = f"{operation.method.upper()} {operation.path} [{mode.value}{', real ids' if path_parameters else ''}]"
     management = operation.path.startswith("/management/")
     headers = {"Host": target.host, **(target.bearer if management else target.portal_headers)}
     cookies = {} if management else target.portal_cookies
@@ -159,7 +166,7 @@ def _fuzz_operation(
         suppress_health_check=list(HealthCheck),
         print_blob=False,
     )
-    @given(case=operation.as_strategy(generation_mode=mode))
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
     def run(case: Any) -> None:
         # Our own credentials, never generated ones.
         for name in list(case.headers or {}):
@@ -190,6 +197,90 @@ def _fuzz_operation(
         pass  # nothing to send that breaks the document (no parameters, no body)
 
 
+# Which object a path's {id} names, by the path's collection.
+_ID_OF = {
+    "tickets": "ticket",
+    "roles": "role",
+    "groups": "group",
+    "persons": "person",
+    "controls": "control",
+    "control-tests": "control_test",
+    "issues": "issue",
+    "import": "import_job",
+}
+
+
+def _real_path_parameters(path: str, ids: dict[str, str]) -> dict[str, str] | None:
+    """{"id": <a real ticket id>} for /management/api/v1/tickets/{id}, and so on."""
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    if not names:
+        return None
+    parts = path.split("/")
+    values: dict[str, str] = {}
+    for name in names:
+        if name == "id":
+            collection = parts[parts.index("{id}") - 1]
+            key = _ID_OF.get(collection)
+        else:
+            key = {
+                "person_id": "person",
+                "role_id": "role",
+                "token_id": "token",
+                "session_id": "session",
+            }.get(name)
+        if key is None or key not in ids:
+            return None
+        values[name] = ids[key]
+    return values
+
+
+async def _seed(world: World, target: Target) -> None:
+    """One of each object, to fuzz bodies and queries against things that exist."""
+    admin_id = world.people[world.admin_email]
+    ids = target.ids
+    ids["person"] = await world.person("pat@acme.test")
+    ids["role"] = await world.role("Fuzzed", "Ticket:read")
+    manager = await world.client()
+    headers = target.bearer
+
+    async def create(path: str, body: dict[str, Any]) -> str:
+        status, created = await manager.post(path, json=body, headers=headers)
+        assert status == 201, (path, created)
+        return str(created["id"])
+
+    api = "/management/api/v1"
+    ids["group"] = await create(f"{api}/groups", {"name": "Fuzzed"})
+    ids["ticket"] = await create(
+        f"{api}/tickets",
+        {
+            "type": "incident",
+            "title": "Printer",
+            "description": "on fire",
+            "requester_id": admin_id,
+            "impact": "low",
+            "urgency": "low",
+        },
+    )
+    ids["control"] = await create(
+        f"{api}/controls", {"title": "Backups", "frequency": "monthly", "owner_id": admin_id}
+    )
+    ids["control_test"] = await create(
+        f"{api}/control-tests",
+        {"control_id": ids["control"], "due_date": "2030-01-31", "assignee_id": admin_id},
+    )
+    ids["issue"] = await create(
+        f"{api}/issues", {"title": "No backups", "severity": "low", "assignee_id": admin_id}
+    )
+    status, token = await manager.post(f"{api}/api-tokens", json={"name": "spare"}, headers=headers)
+    assert status == 201, token
+    ids["token"] = token["token"]["id"]
+    # A second session of the admin's, which the fuzzer may revoke.
+    spare = await world.client(world.admin_email)
+    status, sessions = await spare.get("/api/v1/profile/sessions")
+    assert status == 200, sessions
+    ids["session"] = next(s["id"] for s in sessions["items"] if s["current"])
+
+
 async def _sign_in(world: World) -> Target:
     admin = await world.client(world.admin_email)
     portal_token = admin.cookie("fd_session")
@@ -214,6 +305,7 @@ async def test_every_json_operation_answers_in_the_documented_shape_whatever_it_
     world = await make_world(stack, services=SERVICES)
     await world.set_sections(**{k.removesuffix("_enabled"): v for k, v in ALL_SECTIONS_ON.items()})
     target = await _sign_in(world)
+    await _seed(world, target)
 
     def restore_settings(http: requests.Session) -> None:
         # A fuzzed PATCH may switch portal sections off; the portal operations need them on.

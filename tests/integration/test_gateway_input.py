@@ -42,3 +42,72 @@ async def test_a_page_size_out_of_the_protobuf_range_is_422_on_every_list(stack:
         _invalid(status, body, "page_size")
     status, me = await admin.get("/api/v1/me")
     assert status == 200, me
+
+
+async def _raw(client: Any, method: str, path: str, raw: bytes) -> tuple[int, Any]:
+    """Send JSON bytes as they are (escapes like \\u0000 and surrogate pairs kept)."""
+    return await client.request(
+        method, path, data=raw, headers={"Content-Type": "application/json"}
+    )
+
+
+async def test_nul_characters_are_refused_by_name_not_a_backend_failure(stack: Stack) -> None:
+    # Found: PostgreSQL cannot store NUL in text; the services passed it on and failed (502).
+    world = await make_world(stack, services=SERVICES)
+    admin = await world.client(world.admin_email)
+    admin_id = world.people[world.admin_email]
+
+    anon = await world.client()
+    await anon.anonymous_csrf()
+    status, body = await _raw(
+        anon,
+        "POST",
+        "/auth/login",
+        b'{"email": "H\\u0000\\udacf\\udf74\\u00e1\\u00bd\\uda1c\\uddf0", "password": "x y z"}',
+    )
+    _invalid(status, body, "email")
+
+    status, control = await admin.post(
+        "/management/api/v1/controls",
+        json={"title": "Backups", "frequency": "monthly", "owner_id": admin_id},
+    )
+    assert status == 201, control
+    status, body = await _raw(
+        admin,
+        "PATCH",
+        f"/management/api/v1/controls/{control['id']}",
+        b'{"title": null, "frequency": "weekly", "active": false, "description": null, '
+        b'"owner_id": null, "framework_ref": "\\u009c]\\u0000^\\ud8e0\\udf36yn", '
+        b'"test_procedure": "y"}',
+    )
+    _invalid(status, body, "framework_ref")
+    status, after = await admin.get(f"/management/api/v1/controls/{control['id']}")
+    assert status == 200 and after["frequency"] == "monthly" and after["framework_ref"] == ""
+
+    # The same for the directory and the rest of auth.
+    for method, path, raw, field in (
+        ("POST", "/management/api/v1/groups", b'{"name": "a\\u0000b"}', "name"),
+        (
+            "POST",
+            "/management/api/v1/roles",
+            b'{"name": "r", "description": "\\u0000"}',
+            "description",
+        ),
+        (
+            "POST",
+            "/management/api/v1/persons",
+            b'{"email": "a\\u0000b@acme.test", "name": "A"}',
+            "email",
+        ),
+        ("PATCH", "/api/v1/profile", b'{"name": "Ada\\u0000"}', "name"),
+        ("POST", "/management/api/v1/api-tokens", b'{"name": "t\\u0000"}', "name"),
+    ):
+        status, body = await _raw(admin, method, path, raw)
+        _invalid(status, body, field)
+    status, body = await admin.get("/management/api/v1/persons?q=%00")
+    assert status == 422 and body["error"]["code"] == "invalid", body
+    status, body = await admin.delete("/api/v1/profile/sessions/%00")
+    assert status == 404 and body["error"]["code"] == "not_found", body
+
+    status, me = await admin.get("/api/v1/me")
+    assert status == 200, me
