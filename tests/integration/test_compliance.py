@@ -94,7 +94,7 @@ async def _my_tests(env: Env, person_id: str) -> list[pb.ControlTest]:
     return list(resp.control_tests)
 
 
-async def test_controls_are_numbered_and_managed_by_control_manage(env: Env) -> None:
+async def test_controls_are_numbered_and_managed_by_control_manage(env: Env, stack: Stack) -> None:
     first = await _control(env)
     second = await _control(env, pb.CONTROL_FREQUENCY_AD_HOC, "Backup restore drill")
     assert (first.number, second.number) == ("CTL-1", "CTL-2")
@@ -109,13 +109,13 @@ async def test_controls_are_numbered_and_managed_by_control_manage(env: Env) -> 
     assert updated.title == "Privileged access review"
     assert updated.test_procedure == first.test_procedure  # unset fields unchanged
 
-    reader = env.person(str(uuid.uuid4()), ("Control:read",))
+    reader = env.person(await env.people.person("Control:read"), ("Control:read",))
     got = await env.stub.GetControl(pb.GetControlRequest(caller=reader, control_id=first.id))
     assert got.title == "Privileged access review"
     listed = await env.stub.ListControls(pb.ListControlsRequest(caller=reader, query="backup"))
     assert [c.number for c in listed.controls] == ["CTL-2"]
 
-    nobody = env.person(str(uuid.uuid4()), ())
+    nobody = env.person(await env.people.person(), ())
     assert (
         await _code(env.stub.GetControl(pb.GetControlRequest(caller=nobody, control_id="CTL-1")))
         == grpc.StatusCode.PERMISSION_DENIED
@@ -128,7 +128,7 @@ async def test_controls_are_numbered_and_managed_by_control_manage(env: Env) -> 
         )
         == grpc.StatusCode.PERMISSION_DENIED
     )
-    other_ws = env.system(str(uuid.uuid4()))
+    other_ws = (await workspace(stack)).system
     assert (
         await _code(env.stub.GetControl(pb.GetControlRequest(caller=other_ws, control_id=first.id)))
         == grpc.StatusCode.NOT_FOUND
@@ -295,7 +295,9 @@ async def test_without_control_test_update_completing_is_permission_denied(env: 
     assert state == "scheduled"
 
 
-async def test_items_not_assigned_to_me_or_of_another_workspace_are_not_found(env: Env) -> None:
+async def test_items_not_assigned_to_me_or_of_another_workspace_are_not_found(
+    env: Env, stack: Stack
+) -> None:
     await _control(env)
     await env.stub.CreateIssue(
         pb.CreateIssueRequest(
@@ -306,9 +308,9 @@ async def test_items_not_assigned_to_me_or_of_another_workspace_are_not_found(en
         )
     )
     test_id = (await _my_tests(env, env.owner_id))[0].id
-    stranger = env.person(str(uuid.uuid4()))  # full portal rights, nothing assigned
+    stranger = env.person(await env.people.person(*PORTAL_TESTER))  # nothing assigned
     other_ws = common_pb2.Caller(
-        workspace_id=str(uuid.uuid4()),
+        workspace_id=(await workspace(stack)).ws,
         person_id=env.owner_id,
         permissions=(*PORTAL_TESTER, *MANAGER),
     )

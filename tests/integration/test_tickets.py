@@ -100,14 +100,15 @@ async def code_of(awaitable: object) -> tuple[grpc.StatusCode, str]:
 
 
 async def test_both_types_get_numbers_per_workspace_and_type_and_itil_priority(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People, stack: Stack
 ) -> None:
-    ws, other_ws, alice = new_id(), new_id(), new_id()
+    ws, alice = people.ws, await people.person(*PORTAL)
+    elsewhere_ws = await workspace(stack)
     me = caller(ws, alice)
     first = await incident(stub, me, impact=T.TICKET_LEVEL_HIGH, urgency=T.TICKET_LEVEL_HIGH)
     second = await incident(stub, me, impact=T.TICKET_LEVEL_LOW, urgency=T.TICKET_LEVEL_MEDIUM)
     chg = await change(stub, me)
-    elsewhere = await incident(stub, caller(other_ws, alice))
+    elsewhere = await incident(stub, caller(elsewhere_ws.ws, await elsewhere_ws.person(*PORTAL)))
 
     assert [first.number, second.number, chg.number] == ["INC-1", "INC-2", "CHG-1"]
     assert elsewhere.number == "INC-1"
@@ -129,17 +130,20 @@ async def test_both_types_get_numbers_per_workspace_and_type_and_itil_priority(
 
 
 async def test_concurrent_creates_get_consecutive_numbers_without_gaps(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People
 ) -> None:
-    ws = new_id()
+    ws = people.ws
+    requesters = [await people.person(*PORTAL) for _ in range(25)]
     made = await asyncio.gather(
-        *(incident(stub, caller(ws, new_id()), title=f"t{n}") for n in range(25))
+        *(incident(stub, caller(ws, who), title=f"t{n}") for n, who in enumerate(requesters))
     )
     assert sorted(int(t.number.split("-")[1]) for t in made) == list(range(1, 26))
 
 
-async def test_invalid_input_names_every_field(stub: tickets_pb2_grpc.TicketServiceStub) -> None:
-    ws, alice = new_id(), new_id()
+async def test_invalid_input_names_every_field(
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People
+) -> None:
+    ws, alice = people.ws, await people.person(*PORTAL)
     code, message = await code_of(
         stub.CreateTicket(
             T.CreateTicketRequest(caller=caller(ws, alice), type=T.TICKET_TYPE_INCIDENT, title=" ")
@@ -181,9 +185,9 @@ async def test_invalid_input_names_every_field(stub: tickets_pb2_grpc.TicketServ
 
 
 async def test_retried_create_with_the_same_key_returns_the_same_ticket(
-    stack: Stack, stub: tickets_pb2_grpc.TicketServiceStub
+    stack: Stack, stub: tickets_pb2_grpc.TicketServiceStub, people: People
 ) -> None:
-    ws, alice, bob = new_id(), new_id(), new_id()
+    ws, alice, bob = people.ws, await people.person(*PORTAL), await people.person(*PORTAL)
     first = await incident(stub, caller(ws, alice), key="form-123")
     again = await incident(stub, caller(ws, alice), key="form-123")
     racing = await asyncio.gather(*(incident(stub, caller(ws, alice), key="k-2") for _ in range(8)))
@@ -205,14 +209,17 @@ async def test_retried_create_with_the_same_key_returns_the_same_ticket(
 
 
 async def test_my_tickets_lists_only_mine_newest_first_with_filters_search_and_pages(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People, stack: Stack
 ) -> None:
-    ws, alice, bob = new_id(), new_id(), new_id()
-    agent = caller(ws, new_id(), AGENT)
+    ws, alice, bob = people.ws, await people.person(*PORTAL), await people.person(*PORTAL)
+    agent = caller(ws, await people.person(*AGENT), AGENT)
     mine = [await incident(stub, caller(ws, alice), title=f"Laptop {n} broken") for n in range(7)]
     chg = await change(stub, caller(ws, alice), title="Firewall rule for payroll")
     await incident(stub, caller(ws, bob), title="Laptop of Bob broken")
-    await incident(stub, caller(new_id(), alice), title="Laptop elsewhere")
+    elsewhere = await workspace(stack)
+    await incident(
+        stub, caller(elsewhere.ws, await elsewhere.person(*PORTAL)), title="Laptop elsewhere"
+    )
     await stub.ChangeStatus(
         T.ChangeStatusRequest(
             caller=agent, ticket_id=mine[2].id, status=T.TICKET_STATUS_IN_PROGRESS
@@ -263,14 +270,15 @@ async def test_my_tickets_lists_only_mine_newest_first_with_filters_search_and_p
 
 
 async def test_another_requesters_or_workspaces_ticket_is_not_found(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People, stack: Stack
 ) -> None:
-    ws, other_ws, alice, bob = new_id(), new_id(), new_id(), new_id()
+    ws, alice, bob = people.ws, await people.person(*PORTAL), await people.person(*PORTAL)
+    elsewhere = await workspace(stack)
     ticket = await incident(stub, caller(ws, alice))
     strangers = [
         caller(ws, bob),  # another requester, same workspace
-        caller(other_ws, alice),  # the same person id in another workspace
-        caller(other_ws, new_id(), AGENT),  # an agent of another workspace
+        caller(elsewhere.ws, alice),  # the same person id in another workspace
+        caller(elsewhere.ws, await elsewhere.person(*AGENT), AGENT),  # another workspace's agent
     ]
     for who in strangers:
         for ref in (ticket.id, ticket.number):
@@ -304,10 +312,10 @@ async def test_another_requesters_or_workspaces_ticket_is_not_found(
 
 
 async def test_internal_notes_are_never_returned_to_the_requester(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People
 ) -> None:
-    ws, alice = new_id(), new_id()
-    agent = caller(ws, new_id(), AGENT)
+    ws, alice = people.ws, await people.person(*PORTAL)
+    agent = caller(ws, await people.person(*AGENT), AGENT)
     me = caller(ws, alice)
     ticket = await incident(stub, me)
     await stub.AddComment(T.AddCommentRequest(caller=me, ticket_id=ticket.id, body="Any news?"))
@@ -353,10 +361,10 @@ async def test_internal_notes_are_never_returned_to_the_requester(
 
 
 async def test_workflow_refuses_illegal_transitions(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People
 ) -> None:
-    ws, alice = new_id(), new_id()
-    agent = caller(ws, new_id(), AGENT)
+    ws, alice = people.ws, await people.person(*PORTAL)
+    agent = caller(ws, await people.person(*AGENT), AGENT)
     ticket = await incident(stub, caller(ws, alice))
 
     async def move(status: int, who: common_pb2.Caller = agent) -> tickets_pb2.Ticket:
@@ -404,10 +412,10 @@ async def test_workflow_refuses_illegal_transitions(
 
 
 async def test_requester_comment_reopens_a_resolved_ticket(
-    stub: tickets_pb2_grpc.TicketServiceStub,
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People
 ) -> None:
-    ws, alice = new_id(), new_id()
-    agent_id = new_id()
+    ws, alice = people.ws, await people.person(*PORTAL)
+    agent_id = await people.person(*AGENT)
     agent = caller(ws, agent_id, AGENT)
     me = caller(ws, alice)
     ticket = await incident(stub, me)
@@ -451,7 +459,7 @@ async def test_requester_comment_reopens_a_resolved_ticket(
 
 
 async def test_queue_filters_sorts_and_pages_for_agents_only(
-    stub: tickets_pb2_grpc.TicketServiceStub, people: People
+    stub: tickets_pb2_grpc.TicketServiceStub, people: People, stack: Stack
 ) -> None:
     ws, alice, bob = people.ws, await people.person(*PORTAL), await people.person(*PORTAL)
     agent_id = await people.person(*AGENT)
@@ -468,7 +476,10 @@ async def test_queue_filters_sorts_and_pages_for_agents_only(
     )
     b1 = await incident(stub, caller(ws, bob), title="VPN slow")
     c1 = await change(stub, caller(ws, bob))
-    await incident(stub, caller(new_id(), alice), title="Mail down elsewhere")
+    elsewhere = await workspace(stack)
+    await incident(
+        stub, caller(elsewhere.ws, await elsewhere.person(*PORTAL)), title="Mail down elsewhere"
+    )
     await stub.UpdateTicket(
         T.UpdateTicketRequest(caller=agent, ticket_id=b1.id, assignee_id=agent_id)
     )
