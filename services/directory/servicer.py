@@ -532,7 +532,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     ) -> directory_pb2.ListAuditResponse:
         entries, token = await self._service.list_audit(
             _caller(request),
-            page_from(request.page.page_size, request.page.page_token),
+            page_from(request.page.page_size, request.page.page_token, int),
             request.object_type,
             request.object_id,
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.integration.test_gateway_access import World, make_world
 from tests.stack import Stack
 
-EXAMPLES = 15  # per operation and per mode (fitting / not fitting the document)
+EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_EXAMPLES", "15"))  # per operation and per mode (fitting / not fitting the document)
 SERVICES = ("directory", "auth", "tickets", "compliance")
 # They would end the session or the token the fuzzer signs in with.
 SKIPPED = {

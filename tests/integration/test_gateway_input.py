@@ -6,6 +6,8 @@ is lost: the same session keeps working afterwards.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from tests.integration.test_gateway_access import make_world
@@ -111,3 +113,42 @@ async def test_nul_characters_are_refused_by_name_not_a_backend_failure(stack: S
 
     status, me = await admin.get("/api/v1/me")
     assert status == 200, me
+
+
+def _token(values: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+async def test_a_crafted_page_token_is_422_not_a_backend_failure(stack: Stack) -> None:
+    # Found: the directory trusted what a page token decoded to: ["\u0000", "\u0000"] reached
+    # PostgreSQL, ["x"] reached int() for the audit log (502 both).
+    world = await make_world(stack, services=SERVICES)
+    admin = await world.client(world.admin_email)
+    await world.person("pat@acme.test")
+    crafted = [
+        _token(["\u0000", "\u0000"]),
+        _token(["\u0000"]),
+        _token(["2020-01-01T00:00:00Z", "not-a-uuid"]),
+        _token([None, None]),
+        _token([[], {}]),
+        _token([1e308, -1]),
+        _token(["2020-01-01", 99999999999999999999]),
+        _token([2**63]),
+        _token({"a": 1}),
+        _token([]),
+    ]
+    for path in (
+        "/management/api/v1/persons?page_size=1",
+        "/management/api/v1/persons?permission=Ticket:read&page_size=1",
+        "/management/api/v1/portal-usage?page_size=1",
+        "/management/api/v1/audit?page_size=1",
+    ):
+        # A person list pages by e-mail (["x"] is a fine place to start), the log by number.
+        for token in crafted + ([_token(["x"])] if "audit" in path else []):
+            status, body = await admin.get(f"{path}&page_token={token}")
+            _invalid(status, body, "page_token")
+        # The tokens the directory does issue still page.
+        status, first = await admin.get(path)
+        assert status == 200 and first["next_page_token"], first
+        status, second = await admin.get(f"{path}&page_token={first['next_page_token']}")
+        assert status == 200 and second["items"] and second["items"] != first["items"], second
