@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 import schemathesis
+from frontdesk.v1 import auth_pb2, common_pb2, directory_pb2
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
@@ -34,10 +35,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.integration.test_gateway_access import World, make_world
+from tests.gateway_client import GatewayClient
+from tests.integration.test_gateway_access import PASSWORD, World, make_world
 from tests.stack import Stack
 
-EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_EXAMPLES", "15"))  # per operation and per mode (fitting / not fitting the document)
+# Examples per operation and per mode (fitting / not fitting the document); more for a deep run.
+EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_EXAMPLES", "15"))
 SERVICES = ("directory", "auth", "tickets", "compliance")
 # They would end the session or the token the fuzzer signs in with.
 SKIPPED = {
@@ -68,6 +71,8 @@ class Target:
     bearer: dict[str, str]
     # Ids of real objects, for a second pass where the path names something that exists.
     ids: dict[str, str] = field(default_factory=dict)
+    # Ids of another workspace's objects: never found, whatever is sent with them.
+    foreign_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,6 +145,12 @@ def _fuzz(
             if real:
                 for mode in schemathesis.GenerationMode:
                     _fuzz_operation(operation, mode, http, target, tally, restore_settings, real)
+            foreign = _real_path_parameters(operation.path, target.foreign_ids)
+            if foreign:
+                positive = schemathesis.GenerationMode.POSITIVE
+                _fuzz_operation(
+                    operation, positive, http, target, tally, restore_settings, foreign, True
+                )
     finally:
         http.close()
 
@@ -152,8 +163,10 @@ def _fuzz_operation(
     tally: Tally,
     restore_settings: Callable[[requests.Session], None],
     path_parameters: dict[str, str] | None = None,
+    foreign: bool = False,
 ) -> None:
-    label = f"{operation.method.upper()} {operation.path} [{mode.value}{', real ids' if path_parameters else ''}]"
+    ids = ", another workspace's ids" if foreign else ", real ids" if path_parameters else ""
+    label = f"{operation.method.upper()} {operation.path} [{mode.value}{ids}]"
     management = operation.path.startswith("/management/")
     headers = {"Host": target.host, **(target.bearer if management else target.portal_headers)}
     cookies = {} if management else target.portal_cookies
@@ -183,6 +196,8 @@ def _fuzz_operation(
         if operation.path.endswith("/portal-settings"):
             restore_settings(http)
         problem = _check_answer(response)
+        if foreign and response.status_code < 300:
+            problem = f"another workspace's object answered {response.status_code}"
         if problem:
             raise AssertionError(f"{label}: {problem}\n    sent: {_sent(response)}")
         try:
@@ -235,21 +250,53 @@ def _real_path_parameters(path: str, ids: dict[str, str]) -> dict[str, str] | No
     return values
 
 
-async def _seed(world: World, target: Target) -> None:
+async def _signed_in(world: World, slug: str, email: str, surface: str) -> GatewayClient:
+    client = await GatewayClient.open(world.base, slug)
+    world.stack.on_close(client.close)
+    status, body = await client.login(email, PASSWORD, surface=surface)
+    assert status == 200 and body["status"] == "ok", body
+    return client
+
+
+async def _sign_in(world: World, slug: str, email: str) -> Target:
+    """The admin's portal session and a personal API token, on the workspace `slug`."""
+    admin = await _signed_in(world, slug, email, "portal")
+    portal_token = admin.cookie("fd_session")
+    assert portal_token
+    manager = await _signed_in(world, slug, email, "management")
+    status, created = await manager.post(
+        "/management/api/v1/api-tokens", json={"name": "fuzzer", "expires_in_days": 1}
+    )
+    assert status == 201, created
+    target = Target(
+        base=admin.base_url,
+        host=admin.host,
+        portal_headers={"X-CSRF-Token": admin.csrf},
+        portal_cookies={"fd_session": portal_token},
+        bearer={"Authorization": f"Bearer {created['secret']}"},
+    )
+    await _seed(world, slug, email, manager, target)
+    return target
+
+
+async def _seed(
+    world: World, slug: str, email: str, manager: GatewayClient, target: Target
+) -> None:
     """One of each object, to fuzz bodies and queries against things that exist."""
-    admin_id = world.people[world.admin_email]
     ids = target.ids
-    ids["person"] = await world.person("pat@acme.test")
-    ids["role"] = await world.role("Fuzzed", "Ticket:read")
-    manager = await world.client()
-    headers = target.bearer
+    status, me = await manager.get("/management/api/v1/profile")
+    assert status == 200, me
+    admin_id = me["person_id"]
 
     async def create(path: str, body: dict[str, Any]) -> str:
-        status, created = await manager.post(path, json=body, headers=headers)
+        status, created = await manager.post(path, json=body)
         assert status == 201, (path, created)
         return str(created["id"])
 
     api = "/management/api/v1"
+    domain = email.split("@")[1]
+    ids["person"] = await create(f"{api}/persons", {"email": f"pat@{domain}", "name": "Pat"})
+    ids["role"] = await create(f"{api}/roles", {"name": "Fuzzed", "permissions": ["Ticket:read"]})
     ids["group"] = await create(f"{api}/groups", {"name": "Fuzzed"})
     ids["ticket"] = await create(
         f"{api}/tickets",
@@ -272,32 +319,39 @@ async def _seed(world: World, target: Target) -> None:
     ids["issue"] = await create(
         f"{api}/issues", {"title": "No backups", "severity": "low", "assignee_id": admin_id}
     )
-    status, token = await manager.post(f"{api}/api-tokens", json={"name": "spare"}, headers=headers)
+    status, token = await manager.post(f"{api}/api-tokens", json={"name": "spare"})
     assert status == 201, token
     ids["token"] = token["token"]["id"]
     # A second session of the admin's, which the fuzzer may revoke.
-    spare = await world.client(world.admin_email)
+    spare = await _signed_in(world, slug, email, "portal")
     status, sessions = await spare.get("/api/v1/profile/sessions")
     assert status == 200, sessions
     ids["session"] = next(s["id"] for s in sessions["items"] if s["current"])
 
 
-async def _sign_in(world: World) -> Target:
-    admin = await world.client(world.admin_email)
-    portal_token = admin.cookie("fd_session")
-    assert portal_token
-    manager = await world.client(world.admin_email, surface="management")
-    status, created = await manager.post(
-        "/management/api/v1/api-tokens", json={"name": "fuzzer", "expires_in_days": 1}
+async def _other_workspace(world: World) -> Target:
+    """Workspace 'globex' with one of each object: ids that acme's callers must never reach."""
+    created = await world.directory.CreateWorkspace(
+        directory_pb2.CreateWorkspaceRequest(
+            slug="globex", name="Globex", admin_email="admin@globex.test", admin_name="Gus"
+        )
     )
-    assert status == 201, created
-    return Target(
-        base=admin.base_url,
-        host=admin.host,
-        portal_headers={"X-CSRF-Token": admin.csrf},
-        portal_cookies={"fd_session": portal_token},
-        bearer={"Authorization": f"Bearer {created['secret']}"},
+    await world.auth.SetPassword(
+        auth_pb2.SetPasswordRequest(
+            caller=common_pb2.Caller(workspace_id=created.workspace.id),
+            person_id=created.admin.id,
+            password=PASSWORD,
+        )
     )
+    await world.directory.UpdatePortalSettings(
+        directory_pb2.UpdatePortalSettingsRequest(
+            caller=common_pb2.Caller(workspace_id=created.workspace.id),
+            tickets_enabled=True,
+            issues_enabled=True,
+            control_tests_enabled=True,
+        )
+    )
+    return await _sign_in(world, "globex", "admin@globex.test")
 
 
 async def test_every_json_operation_answers_in_the_documented_shape_whatever_it_is_sent(
@@ -305,8 +359,9 @@ async def test_every_json_operation_answers_in_the_documented_shape_whatever_it_
 ) -> None:
     world = await make_world(stack, services=SERVICES)
     await world.set_sections(**{k.removesuffix("_enabled"): v for k, v in ALL_SECTIONS_ON.items()})
-    target = await _sign_in(world)
-    await _seed(world, target)
+    globex = await _other_workspace(world)
+    target = await _sign_in(world, "acme", world.admin_email)
+    target.foreign_ids = globex.ids
 
     def restore_settings(http: requests.Session) -> None:
         # A fuzzed PATCH may switch portal sections off; the portal operations need them on.
@@ -335,5 +390,43 @@ async def test_every_json_operation_answers_in_the_documented_shape_whatever_it_
     assert tally.operations >= 80
     assert not tally.failures, "\n\n".join(tally.failures)
     # The session and the token the fuzzer used still work: nothing it sent ended them.
-    status, me = await (await world.client(world.admin_email)).get("/api/v1/me")
-    assert status == 200, me
+    for headers, cookies, path in (
+        (target.portal_headers, target.portal_cookies, "/api/v1/me"),
+        (target.bearer, {}, "/management/api/v1/profile"),
+    ):
+        resp = await asyncio.to_thread(
+            requests.get,
+            f"{target.base}{path}",
+            headers={"Host": target.host, **headers},
+            cookies=cookies,
+        )
+        assert resp.status_code == 200, resp.text
+    # Nothing of the other workspace's was touched through acme's host.
+    api = "/management/api/v1"
+    for path, key, value in (
+        (f"{api}/persons/{globex.ids['person']}", "email", "pat@globex.test"),
+        (f"{api}/roles/{globex.ids['role']}", "name", "Fuzzed"),
+        (f"{api}/groups/{globex.ids['group']}", "name", "Fuzzed"),
+        (f"{api}/tickets/{globex.ids['ticket']}", "title", "Printer"),
+        (f"{api}/controls/{globex.ids['control']}", "title", "Backups"),
+        (f"{api}/control-tests/{globex.ids['control_test']}", "due_date", "2030-01-31"),
+        (f"{api}/issues/{globex.ids['issue']}", "title", "No backups"),
+    ):
+        resp = await asyncio.to_thread(
+            requests.get, f"{target.base}{path}", headers={"Host": globex.host, **globex.bearer}
+        )
+        assert resp.status_code == 200, (path, resp.text)
+        assert json.dumps({key: value}, separators=(",", ":"))[1:-1] in resp.text, resp.text
+    resp = await asyncio.to_thread(
+        requests.get,
+        f"{target.base}{api}/api-tokens",
+        headers={"Host": globex.host, **globex.bearer},
+    )
+    assert globex.ids["token"] in [t["id"] for t in resp.json()["items"]], resp.text
+    resp = await asyncio.to_thread(
+        requests.get,
+        f"{target.base}/api/v1/profile/sessions",
+        headers={"Host": globex.host, **globex.portal_headers},
+        cookies=globex.portal_cookies,
+    )
+    assert globex.ids["session"] in [s["id"] for s in resp.json()["items"]], resp.text
