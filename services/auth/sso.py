@@ -75,14 +75,14 @@ class OidcClient:
 
     def check_url(self, url: str) -> None:
         """https only; plain http only to this machine and only when allowed (tests)."""
-        parts = urlsplit(url)
-        if parts.scheme == "https" and parts.hostname:
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError:  # "http://[::1": not a URL at all
+            raise OidcError("must be an https URL") from None
+        if parts.scheme == "https" and hostname:
             return
-        if (
-            parts.scheme == "http"
-            and self._allow_insecure
-            and (parts.hostname or "") in _LOCAL_HOSTS
-        ):
+        if parts.scheme == "http" and self._allow_insecure and (hostname or "") in _LOCAL_HOSTS:
             return
         raise OidcError("must be an https URL")
 

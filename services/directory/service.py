@@ -50,6 +50,7 @@ from services.directory.domain import (
     clean_name,
     clean_text,
     like_pattern,
+    no_nul,
     token_for,
     validate_slug,
 )
@@ -977,6 +978,8 @@ class DirectoryService:
         self, caller: Caller, page: Page, object_type: str, object_id: str
     ) -> tuple[list[AuditEntry], str]:
         caller.require("Audit:read")
+        no_nul(object_type, "object_type")
+        no_nul(object_id, "object_id")
         async with self._read() as conn:
             entries, more = await store.list_audit(
                 conn,

@@ -152,3 +152,23 @@ async def test_a_crafted_page_token_is_422_not_a_backend_failure(stack: Stack) -
         assert status == 200 and first["next_page_token"], first
         status, second = await admin.get(f"{path}&page_token={first['next_page_token']}")
         assert status == 200 and second["items"] and second["items"] != first["items"], second
+
+
+async def test_an_issuer_that_is_no_url_and_an_audit_filter_with_nul_are_422(
+    stack: Stack,
+) -> None:
+    # Found: urlsplit("http://[::1") raised ValueError in auth (502); the audit log's
+    # object_type/object_id went to PostgreSQL with NUL (502).
+    world = await make_world(stack, services=SERVICES)
+    admin = await world.client(world.admin_email)
+    status, body = await admin.put(
+        "/management/api/v1/sso",
+        json={"enabled": False, "issuer": "http://[::1", "client_id": "c"},
+    )
+    _invalid(status, body, "issuer")
+    status, sso = await admin.get("/management/api/v1/sso")
+    assert status == 200 and sso["configured"] is False, sso
+    status, body = await admin.get("/management/api/v1/audit?object_id=%00&object_type=%00")
+    _invalid(status, body, "object_type")
+    status, body = await admin.get("/management/api/v1/audit?object_id=%00")
+    _invalid(status, body, "object_id")
