@@ -64,10 +64,17 @@ def build(routes: list[Route]) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": schema_of[id(r.body)]}},
             }
+        elif r.uploads:
+            op["requestBody"] = {
+                "required": True,
+                "content": {media: {"schema": _upload_schema(media)} for media in r.uploads},
+            }
         ok: dict[str, Any] = {"description": "OK"}
         if r.response is not None:
             ok["content"] = {"application/json": {"schema": schema_of[id(r.response)]}}
         op["responses"][str(r.status)] = ok
+        if r.also_status is not None:
+            op["responses"][str(r.also_status)] = {**ok, "description": "Accepted"}
         for status, text in _errors_for(r):
             op["responses"][str(status)] = {
                 "description": text,
@@ -94,6 +101,20 @@ def build(routes: list[Route]) -> dict[str, Any]:
     }
 
 
+def _upload_schema(media: str) -> dict[str, Any]:
+    if media == "multipart/form-data":
+        return {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "format": {"type": "string"},
+                "dry_run": {"type": "string"},
+            },
+        }
+    return {"type": "string"}
+
+
 def _errors_for(route: Route) -> list[tuple[int, str]]:
     changes = route.method not in ("GET", "HEAD", "OPTIONS")
     errors = [(400, "Malformed request")]
@@ -105,6 +126,8 @@ def _errors_for(route: Route) -> list[tuple[int, str]]:
         errors.append((409, "Conflicts with the current state"))
     if route.body is not None:
         errors += [(413, "Request body too large"), (415, "Body is not application/json")]
+    elif route.uploads:
+        errors.append((413, "Request body too large"))
     if route.body is not None or route.query is not None:
         errors.append((422, "Invalid input, with field errors"))
     if changes:

@@ -24,7 +24,9 @@ import aiohttp_jinja2
 import grpc
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from frontdesk.v1 import auth_pb2, common_pb2, directory_pb2
+from multidict import MultiDictProxy
 
 from gateway.backends import Backends
 from gateway.cache import Caches, token_hash
@@ -83,6 +85,11 @@ class Route:
     # Ops routes (/healthz, /metrics) answer on any host.
     needs_workspace: bool = True
     status: int = 200
+    # Another success status the handler answers with the same body (202: a job started).
+    also_status: int | None = None
+    # A body the handler reads itself rather than as JSON by `body`: the media types it takes
+    # (documented as a string, or a form whose field "file" is the upload).
+    uploads: tuple[str, ...] = ()
 
 
 @dataclass
@@ -236,7 +243,7 @@ class Ctx:
 
     # -- forms --------------------------------------------------------------------------
     async def form(self) -> dict[str, str]:
-        data = await self.request.post()
+        data = await read_form(self.request)
         return {k: v for k, v in data.items() if isinstance(v, str)}
 
     async def parse_form(self, schema: type[S]) -> tuple[S | None, dict[str, str], dict[str, str]]:
@@ -248,6 +255,15 @@ class Ctx:
             return msgspec.convert(cleaned, type=schema, strict=False), {}, raw
         except msgspec.ValidationError as exc:
             return None, validation_fields(exc), raw
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The posted form; a body that is no form of its declared type (a multipart part with a
+    bad header, no boundary, undecodable text, an unknown charset) is the client's error: 400."""
+    try:
+        return await request.post()
+    except (HttpProcessingError, ValueError, LookupError) as exc:  # LookupError: charset
+        raise ApiError(400, "bad_form", "the form data is malformed") from exc
 
 
 def client_ip(
@@ -484,7 +500,7 @@ def build_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamR
                 "application/x-www-form-urlencoded",
                 "multipart/form-data",
             ):
-                submitted = (await request.post()).get(CSRF_FIELD)  # type: ignore[assignment]
+                submitted = (await read_form(request)).get(CSRF_FIELD)
             _check_csrf(ctx, submitted if isinstance(submitted, str) else None)
 
         if route.kind == "api" and route.body is not None and request.method not in SAFE_METHODS:

@@ -36,7 +36,7 @@ from gateway.present import (
     system_caller,
     time_of,
 )
-from gateway.routing import Ctx, Route, validation_fields
+from gateway.routing import Ctx, Route, read_form, validation_fields
 
 D = directory_pb2
 READ = ("Person:read",)
@@ -675,7 +675,7 @@ async def api_start_import(request: web.Request, ctx: Ctx) -> web.StreamResponse
         raise _too_large(ctx, request.content_length)
     dry_run = q.dry_run
     if request.content_type == "multipart/form-data":
-        form = await request.post()
+        form = await read_form(request)
         upload = form.get("file")
         if not isinstance(upload, web.FileField):
             raise ApiError(
@@ -938,7 +938,7 @@ NOTICES = {
 
 async def _multi(ctx: Ctx, name: str) -> list[str]:
     """All values of a repeated form field (checkbox lists); ctx.form() keeps only one."""
-    data = await ctx.request.post()
+    data = await read_form(ctx.request)
     return [v.strip() for v in data.getall(name, []) if isinstance(v, str) and v.strip()]
 
 
@@ -1467,7 +1467,7 @@ async def page_start_import(request: web.Request, ctx: Ctx) -> web.StreamRespons
     limit = ctx.state.settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise _too_large(ctx, request.content_length)
-    data = await request.post()
+    data = await read_form(request)
     raw = {k: v for k, v in data.items() if isinstance(v, str)}
     dry_run = checked(raw, "dry_run")
     form = {"dry_run": "1" if dry_run else "", "format": raw.get("format", "")}
@@ -1954,6 +1954,8 @@ ROUTES: list[Route] = [
         MANAGE,
         query=ImportQuery,
         response=ImportJobOut,
+        also_status=202,
+        uploads=("text/csv", "application/json", "multipart/form-data"),
         max_body=50 * 1024 * 1024,
         summary="Import persons from CSV or JSON (multipart field 'file', or the raw body with "
         "?format=csv|json); ?dry_run=true reports what would change (200), otherwise a "
