@@ -112,6 +112,18 @@ def _upload_schema(media: str) -> dict[str, Any]:
                 "dry_run": {"type": "string"},
             },
         }
+    if media == "application/json":
+        # A list of persons, or {"persons": [...]}; each row is checked (and reported) alone.
+        return {
+            "anyOf": [
+                {"type": "array"},
+                {
+                    "type": "object",
+                    "required": ["persons"],
+                    "properties": {"persons": {"type": "array"}},
+                },
+            ]
+        }
     return {"type": "string"}
 
 

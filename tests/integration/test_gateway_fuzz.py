@@ -40,7 +40,7 @@ from tests.integration.test_gateway_access import PASSWORD, World, make_world
 from tests.stack import Stack
 
 # Examples per operation and per mode (fitting / not fitting the document); more for a deep run.
-EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_EXAMPLES", "25"))
 SERVICES = ("directory", "auth", "tickets", "compliance")
 # They would end the session or the token the fuzzer signs in with.
 SKIPPED = {
