@@ -4,9 +4,14 @@ Directory, auth, tickets and compliance services on a real PostgreSQL and NATS, 
 on port 0. The admin signs in twice: a portal session (cookie + X-CSRF-Token) for /api/v1 and a
 personal API token (Bearer) for /management/api/v1. Schemathesis reads the gateway's own
 OpenAPI document (/api/v1/openapi.json) and sends, per operation, a bounded number of examples
-that fit the document and a bounded number that do not. Whatever it sends, the gateway answers
-JSON, never a 5xx, every error in the one shape {"error": {"code", "message"[, "fields"]}}, with
-a status the document lists, and a success body that matches the documented schema.
+that fit the document and a bounded number that do not: first with whatever path ids it makes
+up, then (for paths with ids) with the ids of real objects of the workspace, and with the ids of
+another workspace's objects, which must never answer 2xx nor change. Whatever it sends, the
+gateway answers JSON, never a 5xx, every error in the one shape
+{"error": {"code", "message"[, "fields"]}}, with a status the document lists, and a success body
+that matches the documented schema; data that breaks the document is refused.
+
+FRONTDESK_FUZZ_EXAMPLES=60 searches deeper (about a minute instead of half of one).
 
 Calls that would end the sessions the fuzzer uses (logout, sign-out-everywhere, a password
 change, turning 2FA off) are not fuzzed here; their own tests cover them.
@@ -188,9 +193,15 @@ def _fuzz_operation(
                 del case.headers[name]
         if case.cookies:
             case.cookies.clear()
-        response = case.call(
-            base_url=target.base, session=http, headers=headers, cookies=cookies, timeout=30
-        )
+        try:
+            response = case.call(
+                base_url=target.base, session=http, headers=headers, cookies=cookies, timeout=30
+            )
+        except requests.RequestException as exc:  # a dropped connection is an answer too
+            raise AssertionError(
+                f"{label}: no answer ({exc!r}) to {case.method} {case.formatted_path} "
+                f"query={case.query!r} body={case.body!r:.500}"
+            ) from None
         tally.examples += 1
         tally.statuses[response.status_code] = tally.statuses.get(response.status_code, 0) + 1
         if operation.path.endswith("/portal-settings"):
@@ -319,6 +330,14 @@ async def _seed(
     ids["issue"] = await create(
         f"{api}/issues", {"title": "No backups", "severity": "low", "assignee_id": admin_id}
     )
+    status, job = await manager.request(
+        "POST",
+        f"{api}/persons/import?format=csv&dry_run=true",
+        data=f"email,name\nsam@{domain},Sam\n".encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert status == 200, job
+    ids["import_job"] = job["id"]
     status, token = await manager.post(f"{api}/api-tokens", json={"name": "spare"})
     assert status == 201, token
     ids["token"] = token["token"]["id"]
