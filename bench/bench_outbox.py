@@ -1,6 +1,6 @@
 """Outbox relay: throughput and commit -> JetStream delivery latency, against embedded servers.
 
-    .venv/bin/python bench/bench_outbox.py [--events 5000]
+.venv/bin/python bench/bench_outbox.py [--events 5000]
 """
 
 from __future__ import annotations
@@ -56,8 +56,13 @@ async def main(n: int) -> None:
 
         # Latency: one event per transaction, spaced out.
         for i in range(200):
-            e = new_event(ws, "", "directory", "portal_login_recorded",
-                          directory_events_pb2.PortalLoginRecorded(person_id=str(i)))
+            e = new_event(
+                ws,
+                "",
+                "directory",
+                "portal_login_recorded",
+                directory_events_pb2.PortalLoginRecorded(person_id=str(i)),
+            )
             sent_at[e.event_id] = time.perf_counter()  # just before the commit
             async with pool.acquire() as conn, conn.transaction():
                 await outbox.add(conn, e)
@@ -72,15 +77,24 @@ async def main(n: int) -> None:
         for start in range(0, n, 50):
             async with pool.acquire() as conn, conn.transaction():
                 for i in range(start, min(start + 50, n)):
-                    e = new_event(ws, "", "directory", "portal_login_recorded",
-                                  directory_events_pb2.PortalLoginRecorded(person_id=str(i)))
+                    e = new_event(
+                        ws,
+                        "",
+                        "directory",
+                        "portal_login_recorded",
+                        directory_events_pb2.PortalLoginRecorded(person_id=str(i)),
+                    )
                     sent_at[e.event_id] = time.perf_counter()
                     await outbox.add(conn, e)
         await asyncio.wait_for(done.wait(), 300)
         elapsed = time.perf_counter() - started
-        print(f"commit -> delivery latency, 200 single events: p50 {statistics.median(single)*1000:.1f} ms, "
-              f"p95 {single[int(len(single)*0.95)]*1000:.1f} ms, max {single[-1]*1000:.1f} ms")
-        print(f"throughput: {n} events written and relayed in {elapsed:.2f} s = {n/elapsed:.0f} events/s")
+        print(
+            f"commit -> delivery latency, 200 single events: p50 {statistics.median(single) * 1000:.1f} ms, "
+            f"p95 {single[int(len(single) * 0.95)] * 1000:.1f} ms, max {single[-1] * 1000:.1f} ms"
+        )
+        print(
+            f"throughput: {n} events written and relayed in {elapsed:.2f} s = {n / elapsed:.0f} events/s"
+        )
         await relay.stop()
         await nc.close()
         await pool.close()

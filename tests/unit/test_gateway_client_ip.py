@@ -30,7 +30,9 @@ def test_the_first_untrusted_hop_from_the_right_is_the_client() -> None:
 
 
 def test_a_direct_untrusted_caller_cannot_claim_another_address() -> None:
-    assert client_ip(_request("198.51.100.7", "10.0.0.1"), _networks("10.0.0.0/8")) == "198.51.100.7"  # type: ignore[arg-type]
+    assert (
+        client_ip(_request("198.51.100.7", "10.0.0.1"), _networks("10.0.0.0/8")) == "198.51.100.7"
+    )  # type: ignore[arg-type]
 
 
 def test_a_malformed_proxy_setting_fails_at_start() -> None:
