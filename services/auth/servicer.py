@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import NoReturn
 
 import grpc
 from frontdesk.v1 import auth_pb2, auth_pb2_grpc, common_pb2
@@ -14,7 +12,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.auth.domain import (
     AlreadyExists,
     ApiToken,
-    AuthError,
     Caller,
     FailedPrecondition,
     InvalidArgument,
@@ -26,8 +23,9 @@ from services.auth.domain import (
     Unavailable,
 )
 from services.auth.service import AuthService, LoginResult
+from services.chassis.grpcio import mapped_errors
 
-_CODES: list[tuple[type[AuthError], grpc.StatusCode]] = [
+_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
@@ -86,23 +84,13 @@ def _token_summary(t: ApiToken) -> auth_pb2.ApiTokenSummary:
     )
 
 
-@asynccontextmanager
-async def _errors(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+def _retry_after(exc: Exception) -> list[tuple[str, str]]:
+    return [("retry-after", str(exc.retry_after))] if isinstance(exc, Throttled) else []
+
+
+def _errors(context: grpc.aio.ServicerContext) -> AbstractAsyncContextManager[None]:
     """Map an AuthError to its status; a throttle adds trailing metadata retry-after."""
-    try:
-        yield
-    except AuthError as exc:
-        await _abort(context, exc)
-
-
-async def _abort(context: grpc.aio.ServicerContext, exc: AuthError) -> NoReturn:
-    for cls, code in _CODES:
-        if isinstance(exc, cls):
-            if isinstance(exc, Throttled):
-                context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
-            await context.abort(code, str(exc))
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-    raise AssertionError("unreachable")
+    return mapped_errors(context, _CODES, _retry_after)
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):

@@ -7,9 +7,11 @@ safe to repeat (reads) when the backend is briefly unavailable.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -111,6 +113,54 @@ async def create_server(
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port, health_servicer
+
+
+# Domain errors of a service and the status each becomes; the first class that matches wins,
+# so list subclasses before their bases.
+ErrorCodes = Sequence[tuple[type[Exception], grpc.StatusCode]]
+Trailing = Callable[[Exception], Sequence[tuple[str, str]]]
+
+
+@asynccontextmanager
+async def mapped_errors(
+    context: grpc.aio.ServicerContext, codes: ErrorCodes, trailing: Trailing | None = None
+) -> AsyncIterator[None]:
+    """Turn a domain error raised inside into its status and message (aborting the call).
+
+    `trailing` may add trailing metadata for an error (e.g. retry-after for throttling).
+    Anything not in `codes` propagates (and is an INTERNAL error for the client).
+    """
+    try:
+        yield
+    except tuple(cls for cls, _ in codes) as exc:
+        code = next(c for cls, c in codes if isinstance(exc, cls))
+        if trailing is not None:
+            metadata = trailing(exc)
+            if metadata:
+                context.set_trailing_metadata(tuple(metadata))
+        await context.abort(code, str(exc))
+
+
+def maps_errors(
+    codes: ErrorCodes, trailing: Trailing | None = None
+) -> Callable[
+    [Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]],
+    Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]],
+]:
+    """Decorator for servicer methods: `mapped_errors` around the whole method."""
+
+    def decorate(
+        method: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]],
+    ) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]:
+        @functools.wraps(method)
+        async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+            async with mapped_errors(context, codes, trailing):
+                return await method(self, request, context)
+            raise AssertionError("unreachable: abort raises")
+
+        return wrapper
+
+    return decorate
 
 
 def channel(address: str) -> grpc.aio.Channel:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -14,6 +13,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.chassis.directory_client import DirectoryUnavailable
+from services.chassis.grpcio import maps_errors
 from services.compliance.domain import (
     Caller,
     ComplianceError,
@@ -33,31 +33,15 @@ from services.compliance.service import ComplianceService, make_caller, make_pag
 
 R = TypeVar("R")
 
-_CODES: dict[type[ComplianceError], grpc.StatusCode] = {
-    Invalid: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    Forbidden: grpc.StatusCode.PERMISSION_DENIED,
-    Conflict: grpc.StatusCode.FAILED_PRECONDITION,
-}
-
-
-def _rpc(
-    method: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]],
-) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-        try:
-            return await method(self, request, context)
-        except ComplianceError as exc:
-            await context.abort(
-                _CODES.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION), str(exc)
-            )
-            raise  # unreachable: abort raises
-        except DirectoryUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-            raise  # unreachable: abort raises
-
-    return wrapper
+_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (Invalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+    (Conflict, grpc.StatusCode.FAILED_PRECONDITION),
+    (ComplianceError, grpc.StatusCode.FAILED_PRECONDITION),
+    (DirectoryUnavailable, grpc.StatusCode.UNAVAILABLE),
+]
+_rpc = maps_errors(_CODES)
 
 
 def _caller(request: Any) -> Caller:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -12,6 +11,7 @@ import grpc
 from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.chassis.grpcio import maps_errors
 from services.directory.domain import (
     CATALOG,
     AuditEntry,
@@ -44,19 +44,7 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
 ]
 
 
-def _mapped(
-    method: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]],
-) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-        try:
-            return await method(self, request, context)
-        except tuple(cls for cls, _ in _CODES) as exc:
-            code = next(c for cls, c in _CODES if isinstance(exc, cls))
-            await context.abort(code, str(exc))
-            raise  # unreachable: abort raises
-
-    return wrapper
+_mapped = maps_errors(_CODES)
 
 
 def _caller(request: Any) -> Caller:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import grpc
 from frontdesk.v1 import common_pb2, tickets_pb2, tickets_pb2_grpc
 
 from services.chassis.directory_client import DirectoryUnavailable
+from services.chassis.grpcio import maps_errors
 from services.tickets import convert
 from services.tickets.domain import (
     Edit,
@@ -30,30 +28,12 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
 ]
 
 
-class _Abort(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@asynccontextmanager
-async def _errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except tuple(exc for exc, _ in _CODES) as exc:
-        for kind, code in _CODES:
-            if isinstance(exc, kind):
-                raise _Abort(code, str(exc)) from exc
-        raise
+_mapped = maps_errors(_CODES)
 
 
 class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
     def __init__(self, service: TicketService) -> None:
         self._service = service
-
-    async def _fail(self, context: grpc.aio.ServicerContext, exc: _Abort) -> None:
-        await context.abort(exc.code, exc.message)
 
     async def Ping(
         self,
@@ -62,48 +42,40 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
     ) -> common_pb2.Empty:
         return common_pb2.Empty()
 
+    @_mapped
     async def CreateTicket(
         self,
         request: tickets_pb2.CreateTicketRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.Ticket:
-        try:
-            async with _errors():
-                actor = convert.actor(request.caller)
-                problems: list[str] = []
-                new = NewTicket(
-                    type=convert.ticket_type(problems, "type", request.type),
-                    title=request.title,
-                    description=request.description,
-                    impact=convert.level(problems, "impact", request.impact),
-                    urgency=convert.level(problems, "urgency", request.urgency),
-                    reason=request.reason,
-                    risk=convert.level(problems, "risk", request.risk),
-                    planned_start=convert.time_in(problems, "planned_start", request),
-                    planned_end=convert.time_in(problems, "planned_end", request),
-                    idempotency_key=request.idempotency_key,
-                    requester_id=request.requester_id,
-                )
-                if problems:
-                    raise InvalidTicket(problems)
-                ticket = await self._service.create(actor, new)
-        except _Abort as exc:
-            await self._fail(context, exc)
-            raise AssertionError("unreachable") from exc
+        actor = convert.actor(request.caller)
+        problems: list[str] = []
+        new = NewTicket(
+            type=convert.ticket_type(problems, "type", request.type),
+            title=request.title,
+            description=request.description,
+            impact=convert.level(problems, "impact", request.impact),
+            urgency=convert.level(problems, "urgency", request.urgency),
+            reason=request.reason,
+            risk=convert.level(problems, "risk", request.risk),
+            planned_start=convert.time_in(problems, "planned_start", request),
+            planned_end=convert.time_in(problems, "planned_end", request),
+            idempotency_key=request.idempotency_key,
+            requester_id=request.requester_id,
+        )
+        if problems:
+            raise InvalidTicket(problems)
+        ticket = await self._service.create(actor, new)
         return convert.ticket_out(ticket)
 
+    @_mapped
     async def GetTicket(
         self,
         request: tickets_pb2.GetTicketRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.TicketDetail:
-        try:
-            async with _errors():
-                actor = convert.actor(request.caller)
-                detail = await self._service.get(actor, request.ticket_id)
-        except _Abort as exc:
-            await self._fail(context, exc)
-            raise AssertionError("unreachable") from exc
+        actor = convert.actor(request.caller)
+        detail = await self._service.get(actor, request.ticket_id)
         return convert.detail_out(detail)
 
     def _statuses(self, problems: list[str], values: list[int]) -> tuple[Status, ...]:
@@ -114,129 +86,107 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
                 out.append(found)
         return tuple(out)
 
+    @_mapped
     async def ListMyTickets(
         self,
         request: tickets_pb2.ListMyTicketsRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.ListTicketsResponse:
-        try:
-            async with _errors():
-                actor = convert.actor(request.caller)
-                problems: list[str] = []
-                statuses = self._statuses(problems, list(request.statuses))
-                type_ = convert.ticket_type(problems, "type", request.type)
-                if problems:
-                    raise InvalidTicket(problems)
-                tickets, token = await self._service.list_mine(
-                    actor,
-                    statuses=statuses,
-                    type_=type_,
-                    query=request.query,
-                    page_size_=request.page.page_size,
-                    page_token=request.page.page_token,
-                )
-        except _Abort as exc:
-            await self._fail(context, exc)
-            raise AssertionError("unreachable") from exc
+        actor = convert.actor(request.caller)
+        problems: list[str] = []
+        statuses = self._statuses(problems, list(request.statuses))
+        type_ = convert.ticket_type(problems, "type", request.type)
+        if problems:
+            raise InvalidTicket(problems)
+        tickets, token = await self._service.list_mine(
+            actor,
+            statuses=statuses,
+            type_=type_,
+            query=request.query,
+            page_size_=request.page.page_size,
+            page_token=request.page.page_token,
+        )
         return tickets_pb2.ListTicketsResponse(
             tickets=[convert.ticket_out(t) for t in tickets], next_page_token=token
         )
 
+    @_mapped
     async def ListTickets(
         self,
         request: tickets_pb2.ListTicketsRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.ListTicketsResponse:
-        try:
-            async with _errors():
-                actor = convert.actor(request.caller)
-                problems: list[str] = []
-                statuses = self._statuses(problems, list(request.statuses))
-                type_ = convert.ticket_type(problems, "type", request.type)
-                sort = convert.sort(problems, request.sort)
-                if problems:
-                    raise InvalidTicket(problems)
-                tickets, token = await self._service.list_queue(
-                    actor,
-                    statuses=statuses,
-                    type_=type_,
-                    priorities=tuple(sorted({int(p) for p in request.priorities})),
-                    assignee=request.assignee_id,
-                    requester=request.requester_id,
-                    query=request.query,
-                    sort=sort,
-                    page_size_=request.page.page_size,
-                    page_token=request.page.page_token,
-                )
-        except _Abort as exc:
-            await self._fail(context, exc)
-            raise AssertionError("unreachable") from exc
+        actor = convert.actor(request.caller)
+        problems: list[str] = []
+        statuses = self._statuses(problems, list(request.statuses))
+        type_ = convert.ticket_type(problems, "type", request.type)
+        sort = convert.sort(problems, request.sort)
+        if problems:
+            raise InvalidTicket(problems)
+        tickets, token = await self._service.list_queue(
+            actor,
+            statuses=statuses,
+            type_=type_,
+            priorities=tuple(sorted({int(p) for p in request.priorities})),
+            assignee=request.assignee_id,
+            requester=request.requester_id,
+            query=request.query,
+            sort=sort,
+            page_size_=request.page.page_size,
+            page_token=request.page.page_token,
+        )
         return tickets_pb2.ListTicketsResponse(
             tickets=[convert.ticket_out(t) for t in tickets], next_page_token=token
         )
 
+    @_mapped
     async def UpdateTicket(
         self,
         request: tickets_pb2.UpdateTicketRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.Ticket:
-        try:
-            async with _errors():
-                actor = convert.actor(request.caller)
-                problems: list[str] = []
-                edit = Edit(
-                    title=request.title if request.HasField("title") else None,
-                    description=request.description if request.HasField("description") else None,
-                    impact=convert.level(problems, "impact", request.impact),
-                    urgency=convert.level(problems, "urgency", request.urgency),
-                    reason=request.reason if request.HasField("reason") else None,
-                    risk=convert.level(problems, "risk", request.risk),
-                    planned_start=convert.time_in(problems, "planned_start", request),
-                    planned_end=convert.time_in(problems, "planned_end", request),
-                    assignee_id=request.assignee_id if request.HasField("assignee_id") else None,
-                )
-                if problems:
-                    raise InvalidTicket(problems)
-                ticket = await self._service.update(actor, request.ticket_id, edit)
-        except _Abort as exc:
-            await self._fail(context, exc)
-            raise AssertionError("unreachable") from exc
+        actor = convert.actor(request.caller)
+        problems: list[str] = []
+        edit = Edit(
+            title=request.title if request.HasField("title") else None,
+            description=request.description if request.HasField("description") else None,
+            impact=convert.level(problems, "impact", request.impact),
+            urgency=convert.level(problems, "urgency", request.urgency),
+            reason=request.reason if request.HasField("reason") else None,
+            risk=convert.level(problems, "risk", request.risk),
+            planned_start=convert.time_in(problems, "planned_start", request),
+            planned_end=convert.time_in(problems, "planned_end", request),
+            assignee_id=request.assignee_id if request.HasField("assignee_id") else None,
+        )
+        if problems:
+            raise InvalidTicket(problems)
+        ticket = await self._service.update(actor, request.ticket_id, edit)
         return convert.ticket_out(ticket)
 
+    @_mapped
     async def ChangeStatus(
         self,
         request: tickets_pb2.ChangeStatusRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.Ticket:
-        try:
-            async with _errors():
-                actor = convert.actor(request.caller)
-                problems: list[str] = []
-                target = convert.status(problems, "status", request.status)
-                if problems or target is None:
-                    raise InvalidTicket(problems)
-                ticket = await self._service.change_status(
-                    actor, request.ticket_id, target, request.note
-                )
-        except _Abort as exc:
-            await self._fail(context, exc)
-            raise AssertionError("unreachable") from exc
+        actor = convert.actor(request.caller)
+        problems: list[str] = []
+        target = convert.status(problems, "status", request.status)
+        if problems or target is None:
+            raise InvalidTicket(problems)
+        ticket = await self._service.change_status(actor, request.ticket_id, target, request.note)
         return convert.ticket_out(ticket)
 
+    @_mapped
     async def AddComment(
         self,
         request: tickets_pb2.AddCommentRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.AddCommentResponse:
-        try:
-            async with _errors():
-                actor = convert.actor(request.caller)
-                comment, ticket = await self._service.add_comment(
-                    actor, request.ticket_id, request.body, request.internal
-                )
-        except _Abort as exc:
-            await self._fail(context, exc)
-            raise AssertionError("unreachable") from exc
+        actor = convert.actor(request.caller)
+        comment, ticket = await self._service.add_comment(
+            actor, request.ticket_id, request.body, request.internal
+        )
         return tickets_pb2.AddCommentResponse(
             comment=convert.comment_out(comment), ticket=convert.ticket_out(ticket)
         )
