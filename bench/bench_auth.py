@@ -19,7 +19,7 @@ from pathlib import Path
 from frontdesk.v1 import auth_pb2, auth_pb2_grpc, common_pb2, directory_pb2, directory_pb2_grpc
 
 from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from services.chassis.grpcio import channel
+from tests.signing import channel
 from tests.stack import Stack
 
 PASSWORD = "bench-violet-umbrella-42"

@@ -18,9 +18,9 @@ import asyncpg
 from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
 from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from services.chassis.grpcio import channel
 from services.directory.app import create_server
 from services.directory.settings import Settings
+from tests.signing import channel
 
 D = directory_pb2
 

@@ -20,8 +20,8 @@ import asyncpg
 from frontdesk.v1 import common_pb2, tickets_pb2, tickets_pb2_grpc
 
 from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from services.chassis.grpcio import channel
 from tests.people import workspace
+from tests.signing import channel
 from tests.stack import Stack
 
 T = tickets_pb2

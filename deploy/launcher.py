@@ -6,7 +6,8 @@ starts every service and the gateway as separate processes, waits until each is 
 the demo workspace "acme" with its admin on first run, prints the portal URL and credentials,
 and stops everything on Ctrl-C.
 
-    python -m deploy.launcher [up]
+    python -m deploy.launcher [up] [--replicas gateway=2,tickets=3,...]
+    python -m deploy.launcher restart [COMPONENT...]   (rolling restart of a running suite)
     python -m deploy.launcher workspace create SLUG --name NAME --admin-email EMAIL [--admin-password PW]
 """
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import grpc
 from frontdesk.v1 import (
     auth_pb2,
@@ -36,8 +38,14 @@ from frontdesk.v1 import (
     directory_pb2_grpc,
 )
 
-from deploy.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, port_in_use
-from services.chassis.grpcio import channel, check_health
+from deploy import replicas
+from deploy.databases import provision_service_database
+from deploy.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, EmbeddedS3, port_in_use
+from deploy.haproxy import HAProxyError
+from deploy.identities import Identities
+from services.chassis import tls
+from services.chassis.grpcio import check_health
+from services.chassis.identity import Identity
 
 SERVICES = ("directory", "auth", "tickets", "compliance")
 
@@ -55,6 +63,7 @@ class Plan:
     pg_port: int
     nats_port: int
     base_domain: str
+    s3_port: int = 50170
 
     @classmethod
     def from_env(cls) -> Plan:
@@ -68,6 +77,7 @@ class Plan:
             pg_port=int(env.get("FRONTDESK_PG_PORT", "54329")),
             nats_port=int(env.get("FRONTDESK_NATS_PORT", "42229")),
             base_domain=env.get("FRONTDESK_BASE_DOMAIN", "localhost"),
+            s3_port=base + 110,
         )
 
 
@@ -84,11 +94,17 @@ class Launcher:
         self.logs = plan.data_dir / "logs"
         self.database_url = os.environ.get("FRONTDESK_DATABASE_URL", "")
         self.nats_url = os.environ.get("FRONTDESK_NATS_URL", "")
+        self.s3: EmbeddedS3 | None = None
+        self.s3_env: dict[str, str] = {}
+        # Signing keys and mutual TLS between components, under the data folder.
+        self.identities = Identities(plan.data_dir)
 
     # -- infrastructure -----------------------------------------------------------------
     def start_infrastructure(self) -> None:
         self.plan.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
+        self.identities.ensure()
+        say("identity", f"keys and mutual TLS (local CA) in {self.identities.tls_dir.parent}")
         if self.database_url:
             say("postgresql", "external (FRONTDESK_DATABASE_URL)")
         else:
@@ -108,6 +124,25 @@ class Launcher:
             self.nats.start()
             self.nats_url = self.nats.url
             say("nats", f"embedded with JetStream, 127.0.0.1:{self.plan.nats_port}")
+        self.start_object_store()
+
+    def start_object_store(self) -> None:
+        """SeaweedFS for attachments, unless FRONTDESK_S3_ENDPOINT names another S3."""
+        if os.environ.get("FRONTDESK_S3_ENDPOINT"):
+            say("s3", f"external ({os.environ['FRONTDESK_S3_ENDPOINT']})")
+            return
+        # S3 on base+110, its helper ports (master, volume, filer) on base+111..119.
+        port = int(os.environ.get("FRONTDESK_S3_PORT", str(self.plan.s3_port)))
+        self.s3 = EmbeddedS3(self.plan.data_dir / "s3", port)
+        started = time.monotonic()
+        self.s3.start()
+        access, secret = self.s3.credentials()
+        self.s3_env = {
+            "FRONTDESK_S3_ENDPOINT": self.s3.endpoint,
+            "FRONTDESK_S3_ACCESS_KEY": access,
+            "FRONTDESK_S3_SECRET_KEY": secret,
+        }
+        say("s3", f"embedded SeaweedFS, {self.s3.endpoint} ({time.monotonic() - started:.1f}s)")
 
     def secret_key(self) -> str:
         """Auth's encryption key for TOTP and SSO secrets: made on first run, kept with the data."""
@@ -120,6 +155,7 @@ class Launcher:
     def service_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("FRONTDESK_AUTH_SECRET_KEY", self.secret_key())
+        env.update(self.s3_env)
         env.update(
             FRONTDESK_DATABASE_URL=self.database_url,
             FRONTDESK_NATS_URL=self.nats_url,
@@ -129,6 +165,39 @@ class Launcher:
         for name, port in self.plan.service_ports.items():
             env[f"FRONTDESK_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
         return env
+
+    async def own_database_env(self) -> dict[str, dict[str, str | None]]:
+        """Per service: its own database URL, and no shared superuser URL (None removes it)."""
+        return {
+            name: {f"FRONTDESK_{name.upper()}_DATABASE_URL": url, "FRONTDESK_DATABASE_URL": None}
+            for name, url in (await self.provision_databases()).items()
+        }
+
+    async def provision_databases(self) -> dict[str, str]:
+        """As the superuser: each service's own role and database (passwords kept with the
+        data); the services then connect with FRONTDESK_<SERVICE>_DATABASE_URL. A server URL
+        without the rights to do so keeps the single shared URL (with a warning)."""
+        path = self.plan.data_dir / "db-roles.json"
+        passwords: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        prefix = os.environ.get("FRONTDESK_DB_PREFIX", "frontdesk_")
+        urls: dict[str, str] = {}
+        for name in SERVICES:
+            passwords.setdefault(name, secrets.token_urlsafe(24))
+            database = os.environ.get(f"FRONTDESK_{name.upper()}_DATABASE", f"{prefix}{name}")
+            try:
+                urls[name] = await provision_service_database(
+                    self.database_url,
+                    database=database,
+                    role=f"{prefix}{name}",
+                    password=passwords[name],
+                )
+            except asyncpg.InsufficientPrivilegeError as exc:
+                say("postgresql", f"cannot create per-service roles ({exc}); one shared URL")
+                return {}
+        path.write_text(json.dumps(passwords))
+        path.chmod(0o600)
+        say("postgresql", "one role per service, each owning only its database")
+        return urls
 
     # -- processes ------------------------------------------------------------------------
     def spawn(self, name: str, module: str, env: dict[str, str]) -> None:
@@ -156,7 +225,8 @@ class Launcher:
                     f"{name} exited with code {proc.returncode} while starting; "
                     f"its log ({self.logs / (name + '.log')}) ends with:\n{self.log_tail(name)}"
                 )
-            if await check_health(address, timeout=0.5):
+            creds = tls.channel_credentials(self.identities.tls_settings("launcher"))
+            if await check_health(address, timeout=0.5, credentials=creds):
                 return
             await asyncio.sleep(0.2)
         raise LaunchError(
@@ -171,10 +241,15 @@ class Launcher:
                     f"(another Frontdesk running? set FRONTDESK_PORT_BASE / FRONTDESK_GATEWAY_PORT)"
                 )
         base_env = self.service_env()
+        own_urls = await self.provision_databases()
         for name in SERVICES:
             env = dict(base_env)
+            if name in own_urls:
+                env[f"FRONTDESK_{name.upper()}_DATABASE_URL"] = own_urls[name]
+                env.pop("FRONTDESK_DATABASE_URL", None)  # services never see the superuser
             env["FRONTDESK_GRPC_LISTEN"] = f"127.0.0.1:{self.plan.service_ports[name]}"
             env["FRONTDESK_METRICS_PORT"] = str(self.plan.metrics_ports[name])
+            env.update(self.identities.env(name))
             self.spawn(name, f"services.{name}", env)
         for name in SERVICES:
             started = time.monotonic()
@@ -187,6 +262,9 @@ class Launcher:
         env = dict(base_env)
         env["FRONTDESK_GATEWAY_HOST"] = "127.0.0.1"
         env["FRONTDESK_GATEWAY_PORT"] = str(self.plan.gateway_port)
+        env.update(self.identities.env("gateway"))
+        # Metrics on their own port, next to the services' (never on the public listener).
+        env["FRONTDESK_GATEWAY_METRICS_PORT"] = str(self.plan.metrics_ports["directory"] + 4)
         self.spawn("gateway", "gateway", env)
         await self.wait_gateway()
         say("gateway", f"ready on http://127.0.0.1:{self.plan.gateway_port}/readyz")
@@ -226,6 +304,9 @@ class Launcher:
                 proc.kill()
                 proc.wait(5)
             say(name, "stopped")
+        if self.s3 is not None:
+            self.s3.stop()
+            say("s3", "stopped")
         if self.nats is not None:
             self.nats.stop()
             say("nats", "stopped")
@@ -234,7 +315,17 @@ class Launcher:
             say("postgresql", "stopped")
 
 
+def launcher_identity(data_dir: Path) -> Identity:
+    """The launcher's own identity (its key and certificate under the data folder): its calls
+    carry a service principal with the launcher's rights (create workspaces, first password)."""
+    identities = Identities(data_dir)
+    if not identities.key_file("launcher").exists():
+        raise LaunchError(f"no launcher key in {identities.keys_dir}: run ./dev up once first")
+    return Identity.from_settings("launcher", identities.settings("launcher"))
+
+
 async def create_workspace(
+    identity: Identity,
     directory_addr: str,
     auth_addr: str,
     slug: str,
@@ -243,7 +334,9 @@ async def create_workspace(
     admin_name: str,
     admin_password: str,
 ) -> directory_pb2.CreateWorkspaceResponse:
-    async with channel(directory_addr) as dch, channel(auth_addr) as ach:
+    dch = identity.channel(directory_addr, "directory")
+    ach = identity.channel(auth_addr, "auth")
+    async with dch, ach:
         directory = directory_pb2_grpc.DirectoryServiceStub(dch)
         auth = auth_pb2_grpc.AuthServiceStub(ach)
         created: directory_pb2.CreateWorkspaceResponse = await directory.CreateWorkspace(
@@ -268,7 +361,8 @@ async def ensure_demo(launcher: Launcher) -> tuple[str, str, bool]:
     creds_file = launcher.plan.data_dir / "demo-admin.json"
     directory_addr = f"127.0.0.1:{launcher.plan.service_ports['directory']}"
     auth_addr = f"127.0.0.1:{launcher.plan.service_ports['auth']}"
-    async with channel(directory_addr) as ch:
+    identity = launcher_identity(launcher.plan.data_dir)
+    async with identity.channel(directory_addr, "directory") as ch:
         stub = directory_pb2_grpc.DirectoryServiceStub(ch)
         try:
             await stub.GetWorkspace(directory_pb2.GetWorkspaceRequest(slug="acme"), timeout=10)
@@ -283,14 +377,17 @@ async def ensure_demo(launcher: Launcher) -> tuple[str, str, bool]:
     if exists:
         return "admin@acme.example", "(set when the workspace was created)", False
     email, password = "admin@acme.example", secrets.token_urlsafe(12)
-    await create_workspace(directory_addr, auth_addr, "acme", "Acme", email, "Acme Admin", password)
+    await create_workspace(
+        identity, directory_addr, auth_addr, "acme", "Acme", email, "Acme Admin", password
+    )
     creds_file.write_text(json.dumps({"email": email, "password": password}))
     creds_file.chmod(0o600)
     return email, password, True
 
 
-async def up(plan: Plan) -> int:
+async def up(plan: Plan, replica_counts: dict[str, int] | None = None) -> int:
     launcher = Launcher(plan)
+    cluster: replicas.Cluster | None = None
     print("Starting Frontdesk", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -299,7 +396,24 @@ async def up(plan: Plan) -> int:
     code = 0
     try:
         launcher.start_infrastructure()
-        await launcher.start_services()
+        if replica_counts:
+            cluster = replicas.Cluster.create(
+                replica_counts,
+                port_base=plan.service_ports["directory"] - 1,
+                lb_port=plan.gateway_port,
+                data_dir=plan.data_dir,
+                logs=launcher.logs,
+                base_env=launcher.service_env(),
+                say=say,
+                component_env=launcher.identities.merged_env(await launcher.own_database_env()),
+                health_credentials=tls.channel_credentials(
+                    launcher.identities.tls_settings("launcher")
+                ),
+            )
+            await cluster.start()
+            replicas.watch_restart_requests(cluster, plan.data_dir)
+        else:
+            await launcher.start_services()
         email, password, created = await ensure_demo(launcher)
         say("workspace", "acme created" if created else "acme (existing data kept)")
         port = plan.gateway_port
@@ -310,7 +424,12 @@ async def up(plan: Plan) -> int:
             f"  Admin:       {email}\n"
             f"  Password:    {password}\n"
             f"  Logs:        {launcher.logs}\n"
-            f"Press Ctrl-C to stop.",
+            + (
+                f"{cluster.banner()}\n  Restart:     ./dev restart [COMPONENT...]\n"
+                if cluster
+                else ""
+            )
+            + "Press Ctrl-C to stop.",
             flush=True,
         )
         while not stop.is_set():
@@ -323,9 +442,17 @@ async def up(plan: Plan) -> int:
                     )
                     stop.set()
                     code = 1
+            for replica in cluster.exited() if cluster else []:
+                print(
+                    f"\n{replica.name} exited unexpectedly (code {replica.proc.returncode if replica.proc else None}):\n"
+                    f"{replica.log_tail()}",
+                    flush=True,
+                )
+                stop.set()
+                code = 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-    except (LaunchError, EmbeddedError) as exc:
+    except (LaunchError, EmbeddedError, replicas.ReplicaError, HAProxyError) as exc:
         print(f"\nFrontdesk could not start: {exc}", file=sys.stderr, flush=True)
         code = 1
     except grpc.aio.AioRpcError as exc:
@@ -337,6 +464,8 @@ async def up(plan: Plan) -> int:
         code = 1
     finally:
         print("\nStopping Frontdesk", flush=True)
+        if cluster is not None:
+            cluster.stop()
         launcher.stop()
     return code
 
@@ -344,7 +473,15 @@ async def up(plan: Plan) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="frontdesk")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("up", help="run the whole suite (default)")
+    up_cmd = sub.add_parser("up", help="run the whole suite (default)")
+    up_cmd.add_argument(
+        "--replicas",
+        default="",
+        metavar="COMPONENT=N,...",
+        help="run N processes of a component (e.g. gateway=2,tickets=3) behind HAProxy",
+    )
+    restart = sub.add_parser("restart", help="rolling restart of a running suite's replicas")
+    restart.add_argument("components", nargs="*", help="components (default: all)")
     ws = sub.add_parser("workspace", help="manage workspaces of a running suite")
     ws_sub = ws.add_subparsers(dest="action", required=True)
     create = ws_sub.add_parser("create", help="create a workspace and its first admin")
@@ -355,6 +492,16 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--admin-password", default="")
     args = parser.parse_args(argv)
     plan = Plan.from_env()
+    if args.command == "restart":
+        error = replicas.request_restart(plan.data_dir, args.components)
+        print(f"restart failed: {error}" if error else "restart done", file=sys.stderr)
+        return 1 if error else 0
+    counts = None
+    if args.command == "up" and args.replicas:
+        try:
+            counts = replicas.parse_counts(args.replicas)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.command == "workspace":
         password = args.admin_password or secrets.token_urlsafe(12)
         directory_addr = os.environ.get(
@@ -364,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             created = asyncio.run(
                 create_workspace(
+                    launcher_identity(plan.data_dir),
                     directory_addr,
                     auth_addr,
                     args.slug,
@@ -376,13 +524,16 @@ def main(argv: list[str] | None = None) -> int:
         except grpc.aio.AioRpcError as exc:
             print(f"could not create the workspace: {exc.details()}", file=sys.stderr)
             return 1
+        except LaunchError as exc:
+            print(f"could not create the workspace: {exc}", file=sys.stderr)
+            return 1
         print(
             f"created workspace {created.workspace.slug} ({created.workspace.id})\n"
             f"  portal: http://{created.workspace.slug}.{plan.base_domain}:{plan.gateway_port}/\n"
             f"  admin:  {args.admin_email}\n  password: {password}"
         )
         return 0
-    return asyncio.run(up(plan))
+    return asyncio.run(up(plan, counts))
 
 
 if __name__ == "__main__":

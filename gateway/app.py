@@ -14,13 +14,16 @@ import aiohttp_jinja2
 import grpc
 import jinja2
 from aiohttp import web
-from frontdesk.v1 import common_pb2, directory_pb2
+from frontdesk.v1 import directory_pb2
 from nats.aio.client import Client as NATS
 from prometheus_client import Counter, Histogram
 
 from gateway.backends import Backends
 from gateway.cache import Caches, Invalidator
-from gateway.errors import ApiError, from_grpc, not_found
+from gateway.errors import ApiError, from_grpc
+from gateway.features.scim import api as scim_api
+from gateway.metrics import add_metrics_listener
+from gateway.readiness import INVALIDATOR_KEY
 from gateway.routing import (
     ROUTE_KEY,
     STATE_KEY,
@@ -30,6 +33,7 @@ from gateway.routing import (
     error_response,
 )
 from gateway.settings import Settings
+from gateway.uploads import object_http
 from services.chassis import natsconn
 from services.chassis.grpcio import call
 from services.chassis.logs import request_id_var
@@ -126,6 +130,10 @@ async def security_headers(
         raise
     _secure(request, response)
     return response
+
+
+async def _secure_before_sending(request: web.Request, response: web.StreamResponse) -> None:
+    _secure(request, response)
 
 
 def _secure(request: web.Request, response: web.StreamResponse) -> None:
@@ -230,12 +238,18 @@ def create_app(settings: Settings, backends: Backends | None = None) -> web.Appl
         middlewares=[observe, security_headers, errors, resolve_workspace],
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 64 * 1024,
     )
+    caches = Caches(settings.cache_ttl)
     state = GatewayState(
         settings=settings,
-        backends=backends or Backends.connect(settings),
-        caches=Caches(settings.cache_ttl),
+        backends=backends or Backends.connect(settings, caches),
+        caches=caches,
     )
     app[STATE_KEY] = state
+    # Streamed responses (CSV exports) send their headers inside the handler, before the
+    # middleware sees them: this signal runs for every response just before its headers go.
+    app.on_response_prepare.append(_secure_before_sending)
+    if settings.metrics_enabled:
+        add_metrics_listener(app, settings.metrics_host, settings.metrics_port)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
@@ -244,6 +258,7 @@ def create_app(settings: Settings, backends: Backends | None = None) -> web.Appl
     for route in ROUTES:
         app.router.add_route(route.method, route.path, build_handler(route))
     app.router.add_static("/static/", HERE / "static", append_version=True)
+    scim_api.install(app)
 
     async def on_startup(app: web.Application) -> None:
         async def reconnected() -> None:
@@ -253,8 +268,10 @@ def create_app(settings: Settings, backends: Backends | None = None) -> web.Appl
         nc = await natsconn.connect(
             settings.nats_url, "frontdesk-gateway", on_reconnect=reconnected
         )
-        await Invalidator(nc, state.caches).start()
+        invalidator = Invalidator(nc, state.caches)
+        await invalidator.start()
         app[NATS_KEY] = nc
+        app[INVALIDATOR_KEY] = invalidator
 
     async def on_cleanup(app: web.Application) -> None:
         nc = app.get(NATS_KEY)
@@ -265,17 +282,11 @@ def create_app(settings: Settings, backends: Backends | None = None) -> web.Appl
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
+    app.cleanup_ctx.append(object_http)
     return app
 
 
 NATS_KEY: web.AppKey[NATS] = web.AppKey("nats")
-
-
-def system_caller(workspace_id: str = "") -> common_pb2.Caller:
-    return common_pb2.Caller(workspace_id=workspace_id)
-
-
-__all__ = ["create_app", "not_found", "system_caller", "workspace_slug"]
 
 
 async def serve(settings: Settings) -> None:
@@ -283,7 +294,9 @@ async def serve(settings: Settings) -> None:
     import signal
 
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
+    # On SIGTERM the runner drains: it stops accepting, lets in-flight requests finish for up
+    # to the grace period, then exits.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -293,4 +306,5 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    log.info("gateway draining (up to %.0fs)", settings.shutdown_grace)
     await runner.cleanup()

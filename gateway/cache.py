@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 from frontdesk.v1 import auth_events_pb2, auth_pb2, directory_pb2, events_pb2
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from services.chassis.events import kind, payload_of
 
@@ -95,6 +96,11 @@ class Caches:
         self.permissions: TtlCache[tuple[str, str], directory_pb2.EffectivePermissions] = TtlCache(
             ttl
         )
+        # (workspace_id, person_id, token hash, surface, permissions) -> (expiry, principals by
+        # audience): the signed principals auth issued for a session (gateway/principals.py)
+        self.principals: TtlCache[
+            tuple[str, str, str, str, tuple[str, ...]], tuple[float, dict[str, str]]
+        ] = TtlCache(ttl)
         self.events_seen = 0
 
     def clear(self) -> None:
@@ -106,12 +112,15 @@ class Caches:
             self.permissions,
         ):
             cache.clear()
+        self.principals.clear()
 
     def drop_person(self, workspace_id: str, person_id: str) -> None:
         self.permissions.drop((workspace_id, person_id))
+        self.principals.drop_where(lambda k, _v: k[0] == workspace_id and k[1] == person_id)
 
     def drop_sessions_of(self, workspace_id: str, person_id: str) -> None:
         self.sessions.drop_where(lambda k, v: k[0] == workspace_id and v.person_id == person_id)
+        self.principals.drop_where(lambda k, _v: k[0] == workspace_id and k[1] == person_id)
 
     def apply(self, event: events_pb2.Event) -> None:
         """Drop whatever `event` may have made stale."""
@@ -138,6 +147,7 @@ class Caches:
             else:
                 # No list (e.g. a role nobody holds yet): drop the workspace's permissions.
                 self.permissions.drop_where(lambda k, _v: k[0] == ws)
+                self.principals.drop_where(lambda k, _v: k[0] == ws)
             if name in {"person_deactivated", "portal_access_changed"} and person_id:
                 self.drop_sessions_of(ws, person_id)
         elif service == "auth":
@@ -157,10 +167,16 @@ class Invalidator:
     def __init__(self, nc: NATS, caches: Caches) -> None:
         self._nc = nc
         self._caches = caches
+        self._subs: list[Subscription] = []
 
     async def start(self) -> None:
         for subject in ("fd.directory.>", "fd.auth.>"):
-            await self._nc.subscribe(subject, cb=self._on_msg)
+            self._subs.append(await self._nc.subscribe(subject, cb=self._on_msg))
+
+    @property
+    def subscribed(self) -> bool:
+        """True while the connection is up and both subscriptions are live (readiness)."""
+        return self._nc.is_connected and len(self._subs) == 2
 
     async def _on_msg(self, msg: Msg) -> None:
         try:

@@ -52,6 +52,9 @@ _GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
 }
 
 
+RETRY_AFTER_SECONDS = "1"
+
+
 def parse_field_errors(message: str) -> dict[str, str]:
     """Services write INVALID_ARGUMENT details as "field: problem; other: problem"."""
     fields: dict[str, str] = {}
@@ -66,10 +69,14 @@ def from_grpc(exc: grpc.aio.AioRpcError) -> ApiError:
     status, code = _GRPC_TO_HTTP.get(exc.code(), (502, "backend_error"))
     details = exc.details() or code
     headers: dict[str, str] = {}
-    if status == 429:
-        for key, value in exc.trailing_metadata() or ():
-            if key == "retry-after":
-                headers["Retry-After"] = str(value)
+    for key, value in exc.trailing_metadata() or ():
+        if key == "retry-after" and status == 429:
+            headers["Retry-After"] = str(value)
+        elif key == "error-code" and status == 403 and isinstance(value, str) and value:
+            code = value  # a refusal naming its reason: portal_access_off, registration_closed
+    if status == 503:
+        # Our infrastructure is away for a moment: say when to try again.
+        headers["Retry-After"] = RETRY_AFTER_SECONDS
     if status >= 500:
         # Backend internals never reach the caller.
         details = {503: "a backend service is unavailable", 504: "a backend service timed out"}.get(

@@ -26,6 +26,8 @@ MANAGEMENT_NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("Issues", "/management/issues", ("Issue:manage",)),
     ("Portal settings", "/management/portal-settings", ("Settings:manage",)),
     ("Single sign-on", "/management/sso", ("Settings:manage",)),
+    ("SCIM provisioning", "/management/scim", ("Settings:manage",)),
+    ("Webhooks", "/management/webhooks", ("Settings:manage",)),
     ("Audit", "/management/audit", ("Audit:read",)),
 ]
 

@@ -67,11 +67,17 @@ def build(routes: list[Route]) -> dict[str, Any]:
         elif r.uploads:
             op["requestBody"] = {
                 "required": True,
-                "content": {media: {"schema": _upload_schema(media)} for media in r.uploads},
+                "content": {
+                    media: {"schema": r.upload_schema or _upload_schema(media)}
+                    for media in r.uploads
+                },
             }
         ok: dict[str, Any] = {"description": "OK"}
         if r.response is not None:
             ok["content"] = {"application/json": {"schema": schema_of[id(r.response)]}}
+        if r.downloads:
+            ok["description"] = "The file (Content-Disposition: attachment, or inline for images)"
+            ok["content"] = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
         op["responses"][str(r.status)] = ok
         if r.also_status is not None:
             op["responses"][str(r.also_status)] = {**ok, "description": "Accepted"}
@@ -132,14 +138,25 @@ def _errors_for(route: Route) -> list[tuple[int, str]]:
     errors = [(400, "Malformed request")]
     if route.surface != "public" or changes:
         # A public state change needs the CSRF token (403); the sign-in steps answer 401.
-        errors += [(401, "Not signed in"), (403, "Not allowed or CSRF token missing")]
+        errors += [
+            (401, "Not signed in"),
+            (
+                403,
+                "Not allowed (the error code says why, e.g. forbidden, csrf, portal_access_off, registration_closed)",
+            ),
+        ]
     errors.append((404, "Unknown or hidden"))
     if changes:
         errors.append((409, "Conflicts with the current state"))
     if route.body is not None:
         errors += [(413, "Request body too large"), (415, "Body is not application/json")]
     elif route.uploads:
-        errors.append((413, "Request body too large"))
+        errors.append((413, "Request body or a file too large"))
+        if route.streams_body:
+            errors += [
+                (415, "A file type not accepted (judged by its content), or not multipart"),
+                (422, "Invalid input, with field errors"),
+            ]
     if route.body is not None or route.query is not None:
         errors.append((422, "Invalid input, with field errors"))
     if changes:

@@ -84,7 +84,9 @@ def portal_caller(ctx: Ctx, portal_permissions: Iterable[str]) -> common_pb2.Cal
 
 
 def system_caller(ctx: Ctx) -> common_pb2.Caller:
-    """The workspace's system Caller, for reads the page needs whoever asks (names, menus)."""
+    """A Caller without a person, for reads the page needs whoever asks (names, menus): the
+    call carries the gateway's own service principal in the workspace, with the gateway's
+    rights only (gateway/principals.py)."""
     return common_pb2.Caller(workspace_id=ctx.workspace_id)
 
 
@@ -97,6 +99,15 @@ FALSE_WORDS = ("false", "0", "no", "off")
 def query_params(request: web.Request, keys: Iterable[str]) -> dict[str, str]:
     """The named query parameters, "" for the missing ones (a page's filters)."""
     return {k: request.query.get(k, "") for k in keys}
+
+
+def copy_given(source: Any, target: Any, names: Iterable[str]) -> None:
+    """Set each of `names` on `target` (a protobuf request) that `source` (a PATCH body) gives,
+    i.e. is not None: fields left out keep their current value in the service."""
+    for name in names:
+        value = getattr(source, name)
+        if value is not None:
+            setattr(target, name, value)
 
 
 def split_list(raw: str) -> list[str]:

@@ -7,6 +7,10 @@ routing, and the OpenAPI document is built from the same rows.
 from __future__ import annotations
 
 from gateway.features import auth, compliance, core, directory, profile, tickets
+from gateway.features.events import catalogue as events_catalogue
+from gateway.features.events import snapshot as events_snapshot
+from gateway.features.scim import console as scim_console
+from gateway.features.webhooks import console as webhooks_console
 from gateway.routing import Route
 
 ROUTES: list[Route] = [
@@ -16,4 +20,8 @@ ROUTES: list[Route] = [
     *directory.ROUTES,
     *tickets.ROUTES,
     *compliance.ROUTES,
+    *scim_console.ROUTES,
+    *events_catalogue.ROUTES,
+    *events_snapshot.ROUTES,
+    *webhooks_console.ROUTES,
 ]

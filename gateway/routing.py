@@ -1,11 +1,13 @@
 """The route table's building blocks and the one place where every request is checked.
 
-Each route is declared once (features/*.py, assembled in routes.py) with its surface, the
-permissions and portal section it needs and its body schema. `build_handler` wraps a route so
-that, before its handler runs: the host names a known workspace; the caller is signed in
-(session cookie, or an API token for the management API); the person is active and, for the
-portal, has portal access; a portal section that is off answers 404; the permissions are held;
-state-changing requests carry the CSRF token; the JSON body matches the schema (422 otherwise).
+Each route is declared once (features/<area>/<concept>.py, joined in routes.py) with its surface,
+the permissions and portal section it needs and its body schema. `build_handler` runs STEPS
+before its handler: the host names a known workspace; the caller is signed in (session cookie,
+or an API token for the management API) and, for the portal, has portal access; a portal
+section that is off answers 404; the permissions are held; state-changing requests carry the
+CSRF token; the JSON body matches the schema (422 otherwise).
+
+Over 600 lines on purpose: the Route record and the request pipeline's named steps are read together; the upload/CSRF streaming steps are the next to move out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from multidict import MultiDictProxy
 from gateway.backends import Backends
 from gateway.cache import Caches, token_hash
 from gateway.errors import ApiError, from_grpc, not_found
+from gateway.principals import Credential, credential_var
 from gateway.settings import Settings
 from services.chassis.grpcio import call
 
@@ -82,7 +85,7 @@ class Route:
     max_body: int | None = None
     # Sessions that still have to enrol in 2FA (workspace requires it) may use this route.
     allow_enrollment: bool = False
-    # Ops routes (/healthz, /metrics) answer on any host.
+    # Ops routes (/healthz, /readyz) answer on any host.
     needs_workspace: bool = True
     status: int = 200
     # Another success status the handler answers with the same body (202: a job started).
@@ -90,6 +93,14 @@ class Route:
     # A body the handler reads itself rather than as JSON by `body`: the media types it takes
     # (documented as a string, or a form whose field "file" is the upload).
     uploads: tuple[str, ...] = ()
+    # The handler reads the body as a stream (gateway/uploads.py: files go on to a service as
+    # they arrive, never buffered or spooled here). Without the CSRF header, a form's token is
+    # then checked when the stream reaches it: it must be the form's first field.
+    streams_body: bool = False
+    # OpenAPI: the multipart body's schema (default: the person import's), and whether the
+    # answer is a file (binary) rather than JSON.
+    upload_schema: dict[str, Any] | None = None
+    downloads: bool = False
 
 
 @dataclass
@@ -136,6 +147,8 @@ class Ctx:
     body: Any = None
     query: Any = None
     anonymous_csrf: str = ""
+    # A streamed form's CSRF token is still to be checked (Route.streams_body).
+    csrf_deferred: bool = False
     _set_cookies: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     # -- identity -----------------------------------------------------------------------
@@ -207,8 +220,7 @@ class Ctx:
 
         values = page_context(self)
         values.update(context or {})
-        response = aiohttp_jinja2.render_template(template, self.request, values, status=status)
-        return response
+        return aiohttp_jinja2.render_template(template, self.request, values, status=status)
 
     def redirect(self, location: str) -> web.HTTPSeeOther:
         return web.HTTPSeeOther(location)
@@ -230,16 +242,7 @@ class Ctx:
         )
 
     def clear_session_cookie(self) -> None:
-        secure = is_secure(self.request, self.state.settings)
-        self.set_cookie(
-            session_cookie_name(secure),
-            "",
-            httponly=True,
-            secure=secure,
-            samesite="Lax",
-            path="/",
-            max_age=0,
-        )
+        self.set_session_cookie("", max_age=0)
 
     # -- forms --------------------------------------------------------------------------
     async def form(self) -> dict[str, str]:
@@ -372,6 +375,16 @@ async def _resolve_identity(ctx: Ctx) -> None:
     if ctx.session is None:
         return
     person_id = ctx.session.person_id
+    # Backend calls naming this person carry the principal auth issues for this session.
+    credential_var.set(
+        Credential(
+            workspace_id=ws,
+            person_id=person_id,
+            token=token,
+            api_token=ctx.via_api_token,
+            surface="management" if ctx.route.surface == "management" else "portal",
+        )
+    )
 
     async def load_person() -> directory_pb2.EffectivePermissions:
         req = directory_pb2.GetEffectivePermissionsRequest(
@@ -386,6 +399,11 @@ async def _resolve_identity(ctx: Ctx) -> None:
         return
     ctx.person = person
     ctx.permissions = frozenset(person.permissions)
+
+
+def check_csrf(ctx: Ctx, submitted: str | None) -> None:
+    """The CSRF check, for handlers that read a streamed form's token themselves."""
+    _check_csrf(ctx, submitted)
 
 
 def _check_csrf(ctx: Ctx, submitted: str | None) -> None:
@@ -418,103 +436,157 @@ async def _parse_json_body(ctx: Ctx) -> Any:
     if not raw:
         raw = b"{}"
     try:
+        # JSON is UTF-8 (RFC 8259): anything else (invalid or overlong sequences, encoded
+        # surrogates, UTF-16/32, a byte order mark) is refused before parsing.
+        raw.decode("utf-8")
+        # The whole document first: the typed pass stops at an unknown or wrong field and
+        # would let a broken string there (a lone surrogate escape, a raw NUL) pass as 422.
+        msgspec.json.decode(raw)
         return msgspec.json.decode(raw, type=route.body)
     except msgspec.ValidationError as exc:
         fields = validation_fields(exc)
         raise ApiError(422, "invalid", "the request body is invalid", fields) from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_json", "the request body is not valid UTF-8 JSON") from None
     except msgspec.DecodeError:
         raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
 
 
+async def workspace_step(ctx: Ctx) -> None:
+    """The host names a known workspace (404 otherwise); its portal settings are loaded."""
+    if not ctx.route.needs_workspace:
+        return
+    workspace = ctx.request.get(WORKSPACE_KEY)
+    if workspace is None:
+        raise not_found("workspace")
+    ctx.workspace = workspace
+    ctx.portal_settings = await _load_settings(ctx)
+
+
+async def identity_step(ctx: Ctx) -> None:
+    """Who asks: the session cookie or an API token, resolved (and cached) through auth."""
+    if ctx.route.needs_workspace:
+        await _resolve_identity(ctx)
+
+
+async def csrf_cookie_step(ctx: Ctx) -> None:
+    """Every visitor gets the anonymous double-submit CSRF cookie (sign-in forms need it)."""
+    ctx.anonymous_csrf = ctx.request.cookies.get(CSRF_COOKIE, "")
+    if not ctx.anonymous_csrf:
+        ctx.anonymous_csrf = secrets.token_urlsafe(24)
+        ctx.set_cookie(
+            CSRF_COOKIE,
+            ctx.anonymous_csrf,
+            httponly=True,
+            samesite="Lax",
+            path="/",
+            secure=is_secure(ctx.request, ctx.state.settings),
+        )
+
+
+async def access_step(ctx: Ctx) -> None:
+    """Signed in, two-factor enrolled if required, portal access / a management permission."""
+    route, request = ctx.route, ctx.request
+    if route.surface == "public":
+        return
+    if ctx.session is None or ctx.person is None:
+        if _wants_html(route):
+            raise login_redirect(request)
+        raise ApiError(401, "unauthenticated", "sign in first")
+    if ctx.session.two_factor_pending_enrollment and not route.allow_enrollment:
+        if _wants_html(route):
+            in_management = request.path.startswith("/management")
+            raise web.HTTPSeeOther("/management/profile/2fa" if in_management else "/profile/2fa")
+        raise ApiError(
+            403, "two_factor_required", "this workspace requires two-factor; enrol first"
+        )
+    if route.surface == "portal":
+        if not ctx.person.portal_access:
+            raise ApiError(
+                403, "portal_access_disabled", "portal access is not enabled for your account"
+            )
+        return
+    if ctx.via_api_token and not request.path.startswith("/management/api/"):
+        raise ApiError(401, "unauthenticated", "API tokens work only on the management API")
+    # A token is worth no more than its owner: without a management permission
+    # (say, every admin role revoked) it opens nothing, not even /api-tokens.
+    if not ctx.is_manager:
+        raise ApiError(403, "forbidden", "the management console needs a management permission")
+
+
+async def section_step(ctx: Ctx) -> None:
+    """A portal section that is off is gone (404); section toggles do not touch management."""
+    section = ctx.route.section
+    if ctx.route.surface != "management" and section is not None and not ctx.section_on(section):
+        raise not_found("page")
+
+
+async def permissions_step(ctx: Ctx) -> None:
+    """Every permission the route names is held (403 naming the missing ones)."""
+    if ctx.route.surface == "public":
+        return
+    missing = [p for p in ctx.route.permissions if p not in ctx.permissions]
+    if missing:
+        raise ApiError(403, "forbidden", f"this needs the permission {', '.join(missing)}")
+
+
+async def csrf_step(ctx: Ctx) -> None:
+    """A state-changing request is not too large (413) and carries the CSRF token."""
+    request = ctx.request
+    if request.method in SAFE_METHODS:
+        return
+    limit = body_limit(ctx.route, ctx.state.settings)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    submitted = request.headers.get(CSRF_HEADER)
+    if submitted is None and ctx.route.streams_body:
+        ctx.csrf_deferred = True  # checked by gateway/uploads.py as the stream reaches it
+        return
+    if submitted is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        submitted = (await read_form(request)).get(CSRF_FIELD)
+    _check_csrf(ctx, submitted if isinstance(submitted, str) else None)
+
+
+async def body_step(ctx: Ctx) -> None:
+    """The JSON body and the query parameters match the route's schemas (415 / 422 otherwise)."""
+    route, request = ctx.route, ctx.request
+    if route.kind == "api" and route.body is not None and request.method not in SAFE_METHODS:
+        if request.content_type not in ("application/json", ""):
+            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        ctx.body = await _parse_json_body(ctx)
+    if route.query is not None:
+        try:
+            ctx.query = msgspec.convert(dict(request.query), type=route.query, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ApiError(
+                422, "invalid", "the query parameters are invalid", validation_fields(exc)
+            ) from None
+
+
+Step = Callable[[Ctx], Awaitable[None]]
+STEPS: tuple[Step, ...] = (
+    workspace_step,
+    identity_step,
+    csrf_cookie_step,
+    access_step,
+    section_step,
+    permissions_step,
+    csrf_step,
+    body_step,
+)
+"""The checks every request passes, in order, before its handler; each refuses by raising."""
+
+
 def build_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def guarded(request: web.Request) -> web.StreamResponse:
-        state = request.app[STATE_KEY]
         request[ROUTE_KEY] = route
-        ctx = Ctx(request=request, route=route, state=state)
+        ctx = Ctx(request=request, route=route, state=request.app[STATE_KEY])
         request[CTX_KEY] = ctx
-        if route.needs_workspace:
-            workspace = request.get(WORKSPACE_KEY)
-            if workspace is None:
-                raise not_found("workspace")
-            ctx.workspace = workspace
-            ctx.portal_settings = await _load_settings(ctx)
-            await _resolve_identity(ctx)
-        ctx.anonymous_csrf = request.cookies.get(CSRF_COOKIE, "")
-        if not ctx.anonymous_csrf:
-            ctx.anonymous_csrf = secrets.token_urlsafe(24)
-            ctx.set_cookie(
-                CSRF_COOKIE,
-                ctx.anonymous_csrf,
-                httponly=True,
-                samesite="Lax",
-                path="/",
-                secure=is_secure(request, state.settings),
-            )
-
-        if route.surface != "public":
-            if ctx.session is None or ctx.person is None:
-                if _wants_html(route):
-                    raise login_redirect(request)
-                raise ApiError(401, "unauthenticated", "sign in first")
-            if ctx.session.two_factor_pending_enrollment and not route.allow_enrollment:
-                if _wants_html(route):
-                    in_management = request.path.startswith("/management")
-                    raise web.HTTPSeeOther(
-                        "/management/profile/2fa" if in_management else "/profile/2fa"
-                    )
-                raise ApiError(
-                    403, "two_factor_required", "this workspace requires two-factor; enrol first"
-                )
-            if route.surface == "portal":
-                if not ctx.person.portal_access:
-                    raise ApiError(
-                        403,
-                        "portal_access_disabled",
-                        "portal access is not enabled for your account",
-                    )
-                if route.section is not None and not ctx.section_on(route.section):
-                    raise not_found("page")
-            else:
-                if ctx.via_api_token and not request.path.startswith("/management/api/"):
-                    raise ApiError(
-                        401, "unauthenticated", "API tokens work only on the management API"
-                    )
-                # A token is worth no more than its owner: without a management permission
-                # (say, every admin role revoked) it opens nothing, not even /api-tokens.
-                if not ctx.is_manager:
-                    raise ApiError(
-                        403, "forbidden", "the management console needs a management permission"
-                    )
-            missing = [p for p in route.permissions if p not in ctx.permissions]
-            if missing:
-                raise ApiError(403, "forbidden", f"this needs the permission {', '.join(missing)}")
-        elif route.section is not None and not ctx.section_on(route.section):
-            raise not_found("page")
-
-        if request.method not in SAFE_METHODS:
-            limit = body_limit(route, state.settings)
-            if request.content_length is not None and request.content_length > limit:
-                raise too_large(limit)
-            submitted = request.headers.get(CSRF_HEADER)
-            if submitted is None and request.content_type in (
-                "application/x-www-form-urlencoded",
-                "multipart/form-data",
-            ):
-                submitted = (await read_form(request)).get(CSRF_FIELD)
-            _check_csrf(ctx, submitted if isinstance(submitted, str) else None)
-
-        if route.kind == "api" and route.body is not None and request.method not in SAFE_METHODS:
-            if request.content_type not in ("application/json", ""):
-                raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-            ctx.body = await _parse_json_body(ctx)
-        if route.query is not None:
-            try:
-                ctx.query = msgspec.convert(dict(request.query), type=route.query, strict=False)
-            except msgspec.ValidationError as exc:
-                raise ApiError(
-                    422, "invalid", "the query parameters are invalid", validation_fields(exc)
-                ) from None
-
+        for step in STEPS:
+            await step(ctx)
         response = await route.handler(request, ctx)
         for name, value, options in ctx._set_cookies:
             response.set_cookie(name, value, **options)

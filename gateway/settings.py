@@ -5,9 +5,16 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from services.chassis.settings import SettingsError, env_bool, env_float, env_int, env_str
+from services.chassis.settings import (
+    IdentitySettings,
+    SettingsError,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+)
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,16 @@ class Settings:
     max_upload_bytes: int
     metrics_enabled: bool
     log_level: str
+    # Prometheus metrics listen here (0: not served); never on the public listener.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 0
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # The gateway's signing key, trusted keys and TLS (services/chassis/identity.py).
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    shutdown_grace: float = 20.0
+    # SCIM requests a second per SCIM token (per gateway replica), and the burst allowed.
+    scim_rate: float = 50.0
+    scim_burst: float = 200.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +67,12 @@ class Settings:
             metrics_enabled=env_bool(env, "FRONTDESK_GATEWAY_METRICS", True),
             log_level=env.get("FRONTDESK_LOG_LEVEL", "INFO").upper(),
             trusted_proxies=_networks(env.get("FRONTDESK_TRUSTED_PROXIES", "")),
+            identity=IdentitySettings.from_env(env),
+            metrics_host=env.get("FRONTDESK_GATEWAY_METRICS_HOST", "0.0.0.0"),
+            metrics_port=env_int(env, "FRONTDESK_GATEWAY_METRICS_PORT", 0),
+            shutdown_grace=env_float(env, "FRONTDESK_SHUTDOWN_GRACE", 20.0),
+            scim_rate=env_float(env, "FRONTDESK_SCIM_RATE", 50.0),
+            scim_burst=env_float(env, "FRONTDESK_SCIM_BURST", 200.0),
         )
 
 

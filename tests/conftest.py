@@ -1,5 +1,7 @@
-"""Shared fixtures: a real PostgreSQL and a real NATS server, embedded unless the environment
-names external ones (FRONTDESK_TEST_DATABASE_URL, FRONTDESK_TEST_NATS_URL)."""
+"""Shared fixtures: a real PostgreSQL, a real NATS server and a real S3 server (SeaweedFS),
+embedded unless the environment names external ones (FRONTDESK_TEST_DATABASE_URL,
+FRONTDESK_TEST_NATS_URL, FRONTDESK_TEST_S3_ENDPOINT with FRONTDESK_TEST_S3_ACCESS_KEY and
+FRONTDESK_TEST_S3_SECRET_KEY)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from deploy.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedS3, free_port
 from tests.stack import Stack
 
 
@@ -59,9 +61,35 @@ def nats_url(nats_server: EmbeddedNats | None) -> str:
     return nats_server.url
 
 
+@pytest.fixture(scope="session")
+def s3_server(workdir: Path) -> Iterator[dict[str, str]]:
+    """The S3 endpoint and credentials every test's services use (each Stack its own bucket)."""
+    external = os.environ.get("FRONTDESK_TEST_S3_ENDPOINT")
+    if external:
+        yield {
+            "FRONTDESK_S3_ENDPOINT": external,
+            "FRONTDESK_S3_ACCESS_KEY": os.environ["FRONTDESK_TEST_S3_ACCESS_KEY"],
+            "FRONTDESK_S3_SECRET_KEY": os.environ["FRONTDESK_TEST_S3_SECRET_KEY"],
+        }
+        return
+    server = EmbeddedS3(workdir / "s3", free_port(), [free_port() for _ in range(9)])
+    server.start()
+    try:
+        access, secret = server.credentials()
+        yield {
+            "FRONTDESK_S3_ENDPOINT": server.endpoint,
+            "FRONTDESK_S3_ACCESS_KEY": access,
+            "FRONTDESK_S3_SECRET_KEY": secret,
+        }
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-async def stack(pg_url: str, nats_url: str) -> AsyncIterator[Stack]:
+async def stack(pg_url: str, nats_url: str, s3_server: dict[str, str]) -> AsyncIterator[Stack]:
     s = Stack(pg_url=pg_url, nats_url=nats_url)
+    s.extra_env.update(s3_server)
+    s.extra_env["FRONTDESK_S3_BUCKET"] = "fd-" + s.prefix.rstrip("_").replace("_", "-")
     try:
         yield s
     finally:

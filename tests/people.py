@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
-from services.chassis.grpcio import channel
+from tests.signing import channel
 from tests.stack import Stack
 
 

@@ -10,8 +10,12 @@ from typing import Any
 import asyncpg
 
 from services.chassis.runner import RunningService
+from tests.signing import channel, keys
+
+__all__ = ["SERVICES", "Stack", "channel"]
 
 SERVICES = ("directory", "auth", "tickets", "compliance")
+TEST_AUTH_SECRET_KEY = "dGVzdC1rZXktZm9yLWZyb250ZGVzay1hdXRoLXRlc3Q="
 
 
 @dataclass
@@ -37,16 +41,26 @@ class Stack:
             "FRONTDESK_NATS_URL": self.nats_url,
             "FRONTDESK_GRPC_LISTEN": "127.0.0.1:0",
             "FRONTDESK_SHUTDOWN_GRACE": "0.5",
+            # Auth refuses to start without its sealing key (a fixed key for tests).
+            "FRONTDESK_AUTH_SECRET_KEY": TEST_AUTH_SECRET_KEY,
             **{f"FRONTDESK_{name.upper()}_ADDR": addr for name, addr in self.addresses.items()},
+            # identities (tests/signing.py): trusted keys; each component's own key at start
+            **keys().env(),
             **self.extra_env,
         }
         env.update(overrides)
         return env
 
+    def env_of(self, name: str, **overrides: str) -> dict[str, str]:
+        """`env()` for component `name`, with its identity key (a replica started by hand)."""
+        overrides.setdefault("FRONTDESK_IDENTITY_KEY_FILE", keys().key_file(name))
+        return self.env(**overrides)
+
     async def start(self, name: str, **overrides: str) -> RunningService:
         """Start service `name` (directory, auth, tickets, compliance) from its app module."""
         app = importlib.import_module(f"services.{name}.app")
         settings_mod = importlib.import_module(f"services.{name}.settings")
+        overrides.setdefault("FRONTDESK_IDENTITY_KEY_FILE", keys().key_file(name))
         settings = settings_mod.Settings.from_env(self.env(**overrides))
         running: RunningService = await app.create_server(settings)
         self.services[name] = running
@@ -60,6 +74,7 @@ class Stack:
         from gateway.app import create_app
         from gateway.settings import Settings
 
+        overrides.setdefault("FRONTDESK_IDENTITY_KEY_FILE", keys().key_file("gateway"))
         env = self.env(FRONTDESK_GATEWAY_HOST="127.0.0.1", FRONTDESK_GATEWAY_PORT="0", **overrides)
         for name in SERVICES:
             env.setdefault(f"FRONTDESK_{name.upper()}_ADDR", "127.0.0.1:1")

@@ -114,6 +114,16 @@ async def _code_step(ctx: Ctx, code: str) -> auth_pb2.LoginResponse:
     return result
 
 
+async def mail_configured(ctx: Ctx) -> bool:
+    """Whether auth can send confirmation mail (domain-limited registration needs it)."""
+    status = await ctx.call(
+        ctx.backends.auth.GetMailStatus,
+        auth_pb2.GetMailStatusRequest(workspace_id=ctx.workspace_id),
+        safe=True,
+    )
+    return bool(status.configured)
+
+
 async def _sso_enabled(ctx: Ctx) -> bool:
     try:
         config = await ctx.call(
@@ -195,6 +205,7 @@ async def _register(ctx: Ctx, email: str, name: str, password: str) -> str:
             name=name,
             password=password,
             confirm_url_base=base_url(ctx) + "/register/confirm",
+            client_ip=ctx.client_ip,
         ),
     )
     return "confirm_email" if result.confirmation_required else "registered"
@@ -420,7 +431,8 @@ def _routes() -> list[Route]:
             api_login,
             body=LoginIn,
             response=LoginOut,
-            summary="Sign in with e-mail and password (then /auth/totp when asked)",
+            summary="Sign in with e-mail and password (then /auth/totp when asked); "
+            "403 portal_access_off when the person's portal access is off",
             **pub,
         ),
         Route(
@@ -440,7 +452,8 @@ def _routes() -> list[Route]:
             body=RegisterIn,
             response=RegisterOut,
             status=201,
-            summary="Self-registration (when the workspace allows it)",
+            summary="Self-registration (when the workspace allows it); "
+            "403 registration_closed when it is off",
             **pub,
         ),
         Route(

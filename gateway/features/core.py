@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.nav import management_links, portal_sections
+from gateway.readiness import readiness
 from gateway.routing import Ctx, Route
 
 
@@ -25,19 +25,8 @@ async def healthz(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    health = await ctx.backends.health()
-    ready = all(health.values())
-    body = {
-        "status": "ready" if ready else "not_ready",
-        "backends": {name: "serving" if ok else "unavailable" for name, ok in health.items()},
-    }
+    ready, body = await readiness(request.app)
     return ctx.json(body, status=200 if ready else 503)
-
-
-async def metrics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    resp = web.Response(body=generate_latest())
-    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return resp
 
 
 async def openapi_json(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -94,14 +83,6 @@ ROUTES: list[Route] = [
         surface="public",
         needs_workspace=False,
         summary="Readiness: every backend answers its health check",
-    ),
-    Route(
-        "GET",
-        "/metrics",
-        metrics,
-        surface="public",
-        needs_workspace=False,
-        summary="Prometheus metrics",
     ),
     Route("GET", "/api/v1/openapi.json", openapi_json, surface="public", summary="This document"),
     Route(

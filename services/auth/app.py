@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import asyncpg
 import grpc
 from frontdesk.v1 import auth_pb2, auth_pb2_grpc
 
-from services.auth import store
 from services.auth.consumers import access_consumer
 from services.auth.crypto import Passwords, SecretBox
 from services.auth.directory import Directory
+from services.auth.jobs import Sweeper
 from services.auth.mail import Mailer
+from services.auth.principals import PrincipalIssuer
 from services.auth.service import AuthService
 from services.auth.servicer import AuthServicer
 from services.auth.settings import Settings
@@ -27,47 +26,24 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 
 
-class Sweeper:
-    """Deletes expired sessions, pending sign-ins, SSO states and old failure counters."""
-
-    def __init__(self, pool: asyncpg.Pool, interval: float = 300.0) -> None:
-        self._pool = pool
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="auth-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                async with self._pool.acquire() as conn:
-                    removed = await store.delete_expired(conn)
-                if removed:
-                    log.info("swept %d expired auth rows", removed)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("auth sweeper: %s", exc)
-
-
 async def wire(resources: Resources) -> Wiring:
     settings = resources.settings
     assert isinstance(settings, Settings)
     box = SecretBox(settings.secret_key)
     if not box.encrypting:
         log.warning(
-            "FRONTDESK_AUTH_SECRET_KEY is not set: TOTP and SSO client secrets are stored unsealed"
+            "FRONTDESK_AUTH_SECRET_KEY is not set and FRONTDESK_AUTH_ALLOW_UNSEALED_SECRETS is on: "
+            "TOTP and SSO client secrets are stored unsealed (local development only)"
         )
-    directory = Directory(settings.directory_addr)
-    oidc = OidcClient(allow_insecure_http=settings.sso_allow_insecure_http)
+    identity = resources.identity
+    assert identity is not None
+    directory = Directory(
+        settings.directory_addr, connect=lambda addr: identity.channel(addr, "directory")
+    )
+    oidc = OidcClient(
+        allow_insecure_http=settings.sso_allow_insecure_http,
+        allow_private_networks=settings.sso_allow_private_networks,
+    )
     passwords = await asyncio.to_thread(Passwords)
     service = AuthService(
         resources.pool,
@@ -78,7 +54,8 @@ async def wire(resources: Resources) -> Wiring:
         Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_from),
         oidc,
     )
-    servicer = AuthServicer(service)
+    principals = PrincipalIssuer(service, directory, identity.signer, identity.published)
+    servicer = AuthServicer(service, principals)
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)

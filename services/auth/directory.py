@@ -1,28 +1,29 @@
 """The directory service as auth sees it: persons, portal settings, portal-login records.
 
-Protobuf stays here; the use cases get domain Persons. Calls are made as the system
-(a Caller with the workspace and no person).
+Protobuf stays here; the use cases get domain Persons. Calls carry auth's own service
+principal (signed by the channel `connect` gives; the request's Caller only names the workspace).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 from frontdesk.v1 import directory_pb2, directory_pb2_grpc
 
-from services.auth.domain import (
+from services.auth.domain import Person, Refused
+from services.chassis.directory_client import Access, DirectoryClient, DirectoryUnavailable
+from services.chassis.directory_client import on_own_behalf as _system
+from services.chassis.errors import (
     AlreadyExists,
-    AuthError,
+    DomainError,
     FailedPrecondition,
-    InvalidArgument,
+    InvalidField,
     NotFound,
     PermissionDenied,
-    Person,
     Unavailable,
 )
-from services.chassis.directory_client import DirectoryClient, DirectoryUnavailable
-from services.chassis.directory_client import system as _system
 from services.chassis.grpcio import call
 
 
@@ -30,6 +31,8 @@ from services.chassis.grpcio import call
 class PortalRules:
     require_two_factor: bool
     self_registration: str
+    api_token_max_days: int = 90
+    registration_domains: tuple[str, ...] = ()
 
 
 def _person(p: directory_pb2.Person) -> Person:
@@ -43,7 +46,7 @@ def _person(p: directory_pb2.Person) -> Person:
     )
 
 
-def _translate(exc: grpc.aio.AioRpcError) -> AuthError:
+def _translate(exc: grpc.aio.AioRpcError) -> DomainError:
     """A directory error as the auth service's own (the message is the directory's)."""
     code = exc.code()
     message = exc.details() or "directory error"
@@ -52,21 +55,34 @@ def _translate(exc: grpc.aio.AioRpcError) -> AuthError:
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return AlreadyExists(message)
     if code == grpc.StatusCode.PERMISSION_DENIED:
-        return PermissionDenied(message)
+        reason = dict(exc.trailing_metadata() or ()).get("error-code", "")
+        return Refused(message, str(reason)) if reason else PermissionDenied(message)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return FailedPrecondition(message)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         field, _, problem = message.partition(": ")
-        return InvalidArgument(field, problem) if problem else InvalidArgument("request", message)
+        return InvalidField(field, problem) if problem else InvalidField("request", message)
     return Unavailable(f"directory unavailable: {code.name if code else 'unknown'}")
 
 
 class Directory:
     """Auth's calls to DirectoryService, on the shared client (one long-lived channel)."""
 
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
-        self._directory = DirectoryClient(address, timeout)
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 5.0,
+        connect: Callable[[str], grpc.aio.Channel] | None = None,
+    ) -> None:
+        self._directory = DirectoryClient(address, timeout, connect)
         self._timeout = timeout
+
+    async def access(self, ws: str, person_id: str) -> Access | None:
+        """The person's effective permissions (None: no such person), for signing principals."""
+        try:
+            return await self._directory.effective_permissions(ws, person_id)
+        except DirectoryUnavailable as exc:
+            raise Unavailable(str(exc)) from None
 
     def _client(self) -> directory_pb2_grpc.DirectoryServiceStub:
         try:
@@ -110,7 +126,10 @@ class Directory:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from None
         return PortalRules(
-            require_two_factor=s.require_two_factor, self_registration=s.self_registration
+            require_two_factor=s.require_two_factor,
+            self_registration=s.self_registration,
+            api_token_max_days=s.api_token_max_days or 90,
+            registration_domains=tuple(s.registration_domains),
         )
 
     async def record_portal_login(self, ws: str, person_id: str) -> None:
@@ -120,9 +139,11 @@ class Directory:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from None
 
-    async def register_person(self, ws: str, email: str, name: str) -> Person:
+    async def register_person(self, ws: str, email: str, name: str, person_id: str) -> Person:
         """Self-registration: the directory checks the workspace's mode and applies defaults."""
-        req = directory_pb2.RegisterPersonRequest(workspace_id=ws, email=email, name=name)
+        req = directory_pb2.RegisterPersonRequest(
+            workspace_id=ws, email=email, name=name, person_id=person_id
+        )
         try:
             p = await call(self._client().RegisterPerson, req, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:

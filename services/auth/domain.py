@@ -10,6 +10,8 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
+from services.chassis.errors import InvalidField, PermissionDenied
+
 SURFACES = ("portal", "management")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 256
@@ -19,44 +21,13 @@ API_TOKEN_PREFIX = "fdt_"
 COMMON_PASSWORDS_FILE = Path(__file__).parent / "common_passwords.txt"
 
 
-class AuthError(Exception):
-    """Base of the errors a use case raises; the servicer maps each to a status code."""
+class Refused(PermissionDenied):
+    """Not allowed, for a reason the caller is told: `reason` (e.g. "portal_access_off")
+    travels as trailing metadata `error-code`, and the gateway answers 403 with that code."""
 
-
-class InvalidArgument(AuthError):
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-
-
-class NotFound(AuthError):
-    pass
-
-
-class PermissionDenied(AuthError):
-    pass
-
-
-class AlreadyExists(AuthError):
-    pass
-
-
-class FailedPrecondition(AuthError):
-    pass
-
-
-class Unauthenticated(AuthError):
-    pass
-
-
-class Unavailable(AuthError):
-    pass
-
-
-class Throttled(AuthError):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed attempts; try again in {retry_after} seconds")
-        self.retry_after = retry_after
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # Never says whether the e-mail exists.
@@ -64,20 +35,6 @@ BAD_CREDENTIALS = "invalid e-mail or password"
 PORTAL_ACCESS_OFF = "portal access is not enabled for this account"
 ACCOUNT_INACTIVE = "this account is deactivated; contact your administrator"
 EMAIL_UNCONFIRMED = "confirm your e-mail address first: follow the link in the e-mail we sent"
-
-
-@dataclass(frozen=True)
-class Caller:
-    workspace_id: str
-    person_id: str
-    permissions: frozenset[str]
-
-    @property
-    def is_system(self) -> bool:
-        return not self.person_id
-
-    def may(self, permission: str) -> bool:
-        return self.is_system or permission in self.permissions
 
 
 @dataclass(frozen=True)
@@ -172,7 +129,7 @@ class SsoState:
 def no_nul(field: str, *values: str) -> None:
     """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail storing it."""
     if any("\x00" in v for v in values):
-        raise InvalidArgument(field, "must not contain NUL characters")
+        raise InvalidField(field, "must not contain NUL characters")
 
 
 def new_token() -> str:
@@ -232,15 +189,15 @@ def check_new_password(password: str, *, field: str, context: tuple[str, ...] = 
     no composition rules. `context` holds words the password must not be (e-mail, name)."""
     normalized = normalize_password(password)
     if len(normalized) < PASSWORD_MIN:
-        raise InvalidArgument(field, f"must be at least {PASSWORD_MIN} characters")
+        raise InvalidField(field, f"must be at least {PASSWORD_MIN} characters")
     if len(normalized) > PASSWORD_MAX:
-        raise InvalidArgument(field, f"must be at most {PASSWORD_MAX} characters")
+        raise InvalidField(field, f"must be at most {PASSWORD_MAX} characters")
     lowered = normalized.lower()
     if lowered in common_passwords():
-        raise InvalidArgument(field, "is too common; choose a less predictable password")
+        raise InvalidField(field, "is too common; choose a less predictable password")
     for word in context:
         if word and lowered == word.lower():
-            raise InvalidArgument(field, "must not be your e-mail address or name")
+            raise InvalidField(field, "must not be your e-mail address or name")
     return normalized
 
 

@@ -38,8 +38,12 @@ class Settings(ServiceSettings):
     smtp_from: str = "frontdesk@localhost"
     # 32-byte key (base64) sealing TOTP secrets and SSO client secrets at rest (AES-GCM).
     secret_key: bytes | None = field(default=None, repr=False)
+    # Without a key auth refuses to start, unless this development flag is set explicitly.
+    allow_unsealed_secrets: bool = False
     # SSO endpoints on 127.0.0.1 over plain HTTP are accepted only when this is on (tests).
     sso_allow_insecure_http: bool = False
+    # Issuers on loopback, link-local or private addresses only when this is on (local IdPs).
+    sso_allow_private_networks: bool = False
     totp_issuer: str = "Frontdesk"
 
     @property
@@ -66,6 +70,13 @@ class Settings(ServiceSettings):
                 raise SettingsError("FRONTDESK_AUTH_SECRET_KEY must be base64") from None
             if len(key) != 32:
                 raise SettingsError("FRONTDESK_AUTH_SECRET_KEY must decode to 32 bytes")
+        unsealed = env_bool(env, "FRONTDESK_AUTH_ALLOW_UNSEALED_SECRETS", False)
+        if key is None and not unsealed:
+            raise SettingsError(
+                "FRONTDESK_AUTH_SECRET_KEY is required (32 random bytes, base64): it seals TOTP "
+                "and SSO client secrets; only for local development may "
+                "FRONTDESK_AUTH_ALLOW_UNSEALED_SECRETS=true run without it"
+            )
         return cls(
             **vars(base),
             session_idle_seconds=idle,
@@ -81,6 +92,8 @@ class Settings(ServiceSettings):
             smtp_port=env_int(env, "FRONTDESK_SMTP_PORT", 25),
             smtp_from=env.get("FRONTDESK_SMTP_FROM", "") or "frontdesk@localhost",
             secret_key=key,
+            allow_unsealed_secrets=unsealed,
             sso_allow_insecure_http=env_bool(env, "FRONTDESK_SSO_ALLOW_INSECURE_HTTP", False),
+            sso_allow_private_networks=env_bool(env, "FRONTDESK_SSO_ALLOW_PRIVATE_NETWORKS", False),
             totp_issuer=env.get("FRONTDESK_TOTP_ISSUER", "") or "Frontdesk",
         )

@@ -3,19 +3,29 @@
 JOSE work (JWKS, signatures, claims) is done by joserfc; HTTP by aiohttp. Discovery documents
 and key sets are cached per issuer; an ID token signed with an unknown key id makes one fresh
 JWKS fetch (at most once a minute), so a provider's key rotation is picked up.
+
+The issuer is set by a workspace admin, so every fetch is guarded against server-side request
+forgery: an address literal or every address a name resolves to must be public (no loopback,
+link-local, private, shared, multicast or reserved ranges, also when mapped into IPv6), the
+connection goes to exactly the address that was checked (the resolver is ours) and redirects
+are not followed. `allow_private_networks` lifts the guard for local identity providers.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
@@ -39,6 +49,59 @@ class OidcError(Exception):
     """The provider's answer or token cannot be trusted; the message is safe to show."""
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+PRIVATE_REFUSED = "is in a private, loopback or link-local network, which is not allowed"
+
+
+def address_allowed(address: str) -> bool:
+    """True for a public unicast address; IPv4 inside IPv6 (mapped, NAT64, 6to4) is judged
+    as the IPv4 address it carries."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            address.split("%", 1)[0]
+        )
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip.teredo is not None:
+            ip = ip.teredo[1]
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
+
+
+class BlockedAddress(OSError):
+    """A name resolved to an address the guard refuses (aiohttp wraps it in a ClientError)."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(f"{host} ({address}) {PRIVATE_REFUSED}")
+
+
+class _GuardedResolver(AbstractResolver):
+    """Resolves with the system resolver and refuses the host when any address is not public;
+    aiohttp then connects to the addresses returned here, so a second lookup cannot swap in
+    another (DNS rebinding)."""
+
+    def __init__(self) -> None:
+        self._inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            if not address_allowed(result["host"]):
+                raise BlockedAddress(host, result["host"])
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 @dataclass(frozen=True)
 class ProviderMetadata:
     issuer: str
@@ -57,8 +120,15 @@ def pkce_pair() -> tuple[str, str]:
 
 
 class OidcClient:
-    def __init__(self, *, allow_insecure_http: bool = False, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        allow_insecure_http: bool = False,
+        allow_private_networks: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
         self._allow_insecure = allow_insecure_http
+        self._allow_private = allow_private_networks
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._metadata: dict[str, tuple[float, ProviderMetadata]] = {}
@@ -66,7 +136,12 @@ class OidcClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            connector = (
+                None if self._allow_private else aiohttp.TCPConnector(resolver=_GuardedResolver())
+            )
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=connector, trust_env=False
+            )
         return self._session
 
     async def close(self) -> None:
@@ -80,23 +155,38 @@ class OidcClient:
             hostname = parts.hostname
         except ValueError:  # "http://[::1": not a URL at all
             raise OidcError("must be an https URL") from None
-        if parts.scheme == "https" and hostname:
+        secure = parts.scheme == "https" and bool(hostname)
+        local = parts.scheme == "http" and self._allow_insecure and (hostname or "") in _LOCAL_HOSTS
+        if not (secure or local):
+            raise OidcError("must be an https URL")
+        if self._allow_private or not hostname:
             return
-        if parts.scheme == "http" and self._allow_insecure and (hostname or "") in _LOCAL_HOSTS:
-            return
-        raise OidcError("must be an https URL")
+        try:
+            ipaddress.ip_address(hostname.split("%", 1)[0])
+        except ValueError:
+            return  # a name: the resolver checks every address it resolves to
+        if not address_allowed(hostname):
+            raise OidcError(f"{hostname} {PRIVATE_REFUSED}")
+
+    @staticmethod
+    def _unreachable(exc: Exception) -> OidcError:
+        if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+            exc.os_error, BlockedAddress
+        ):
+            return OidcError(str(exc.os_error))
+        return OidcError(f"the identity provider cannot be reached ({type(exc).__name__})")
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         self.check_url(url)
         try:
-            async with self._http().get(url, headers={"Accept": "application/json"}) as resp:
+            async with self._http().get(
+                url, headers={"Accept": "application/json"}, allow_redirects=False
+            ) as resp:
                 if resp.status != 200:
                     raise OidcError(f"the identity provider answered {resp.status}")
                 body = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise OidcError(
-                f"the identity provider cannot be reached ({type(exc).__name__})"
-            ) from None
+            raise self._unreachable(exc) from None
         if not isinstance(body, dict):
             raise OidcError("the identity provider sent an unexpected document")
         return body
@@ -184,13 +274,13 @@ class OidcClient:
             form["client_secret"] = client_secret
         self.check_url(meta.token_endpoint)
         try:
-            async with self._http().post(meta.token_endpoint, data=form, headers=headers) as resp:
+            async with self._http().post(
+                meta.token_endpoint, data=form, headers=headers, allow_redirects=False
+            ) as resp:
                 body = await resp.json(content_type=None)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise OidcError(
-                f"the identity provider cannot be reached ({type(exc).__name__})"
-            ) from None
+            raise self._unreachable(exc) from None
         if status != 200 or not isinstance(body, dict):
             error = body.get("error", "") if isinstance(body, dict) else ""
             raise OidcError(f"the identity provider refused the code ({str(error)[:60] or status})")

@@ -37,11 +37,25 @@ async def ensure_database(database_url: str) -> None:
 
 
 async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    # A server that is away must fail a connection attempt quickly (the call answers
+    # UNAVAILABLE within the caller's deadline), not after asyncpg's default of 60 s.
     pool = await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, command_timeout=30
+        database_url, min_size=min_size, max_size=max_size, command_timeout=30, timeout=3
     )
     assert pool is not None
     return pool
+
+
+class MigrationChanged(RuntimeError):
+    """An applied migration file no longer has the content it was applied with: the database
+    and the code disagree about the schema, so the service refuses to start."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(
+            f"applied migration(s) changed since they were applied: {', '.join(names)}; "
+            "restore the file(s) and add a new migration for the change"
+        )
+        self.names = names
 
 
 def _migration_files(directory: Path) -> list[Path]:
@@ -52,7 +66,8 @@ async def migrate(pool: asyncpg.Pool, service: str, directory: Path) -> list[str
     """Apply the chassis's and then the service's pending migrations, each in a transaction.
 
     Several replicas may start at once: a session advisory lock makes them take turns,
-    and each file is recorded by name and checksum so it is applied exactly once.
+    and each file is recorded by name and checksum so it is applied exactly once. A file that
+    was applied and has changed since raises MigrationChanged before anything is applied.
     Returns the names applied by this call.
     """
     applied: list[str] = []
@@ -74,13 +89,17 @@ async def migrate(pool: asyncpg.Pool, service: str, directory: Path) -> list[str
             }
             plan = [("chassis", p) for p in _migration_files(CHASSIS_MIGRATIONS)]
             plan += [(service, p) for p in _migration_files(directory)]
+            files = []
             for owner, path in plan:
-                name = f"{owner}/{path.name}"
                 sql = path.read_text(encoding="utf-8")
-                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                files.append(
+                    (f"{owner}/{path.name}", sql, hashlib.sha256(sql.encode()).hexdigest())
+                )
+            changed = [name for name, _, checksum in files if done.get(name, checksum) != checksum]
+            if changed:
+                raise MigrationChanged(changed)
+            for name, sql, checksum in files:
                 if name in done:
-                    if done[name] != checksum:
-                        log.warning("migration %s changed after it was applied", name)
                     continue
                 async with conn.transaction():
                     await conn.execute(sql)

@@ -1,7 +1,8 @@
 """The directory service as other services see it: who the persons are and what they may do.
 
-One long-lived channel; each call runs as the system (a Caller with the workspace and no
-person), with a deadline, and is retried while the directory is briefly unavailable. Protobuf
+One long-lived channel; each call carries the calling service's own signed principal (its
+channel comes from `Resources.channel`, which signs it; the request's Caller only names the
+workspace), with a deadline, and is retried while the directory is briefly unavailable. Protobuf
 stays in here: callers get plain dataclasses, None for an unknown person, and
 DirectoryUnavailable when the directory cannot answer.
 """
@@ -9,19 +10,20 @@ DirectoryUnavailable when the directory cannot answer.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
 from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
+from services.chassis.errors import Unavailable
 from services.chassis.grpcio import call, channel
 
 # ListPersons answers at most this many ids per call (the directory's page limit).
 MAX_IDS = 500
 
 
-class DirectoryUnavailable(RuntimeError):
+class DirectoryUnavailable(Unavailable):
     """The directory did not answer (not configured, down, too slow, or failing)."""
 
 
@@ -45,8 +47,10 @@ class Access:
     permissions: frozenset[str]
 
 
-def system(ws: str) -> common_pb2.Caller:
-    """The Caller of a call made by a service itself: allowed everything within `ws`."""
+def on_own_behalf(ws: str) -> common_pb2.Caller:
+    """The Caller of a call a service makes on its own behalf in `ws`: no person. The directory
+    does not believe it; it goes by the service principal the channel signs (with only the
+    service's rights, SERVICE_RIGHTS)."""
     return common_pb2.Caller(workspace_id=ws)
 
 
@@ -69,8 +73,14 @@ def unavailable(exc: grpc.aio.AioRpcError) -> DirectoryUnavailable:
 class DirectoryClient:
     """A gRPC client of DirectoryService; the channel opens on first use, `close()` at stop."""
 
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 5.0,
+        connect: Callable[[str], grpc.aio.Channel] | None = None,
+    ) -> None:
         self._address = address
+        self._connect = connect or channel
         self._channel: grpc.aio.Channel | None = None
         self._stub: directory_pb2_grpc.DirectoryServiceStub | None = None
         self.timeout = timeout
@@ -83,7 +93,7 @@ class DirectoryClient:
                 "the directory address (FRONTDESK_DIRECTORY_ADDR) is not set"
             )
         if self._stub is None:
-            self._channel = channel(self._address)
+            self._channel = self._connect(self._address)
             self._stub = directory_pb2_grpc.DirectoryServiceStub(self._channel)
         return self._stub
 
@@ -101,7 +111,7 @@ class DirectoryClient:
         for start in range(0, len(wanted), MAX_IDS):
             chunk = wanted[start : start + MAX_IDS]
             req = directory_pb2.ListPersonsRequest(
-                caller=system(ws),
+                caller=on_own_behalf(ws),
                 ids=chunk,
                 page=common_pb2.PageRequest(page_size=len(chunk)),
             )
@@ -117,7 +127,7 @@ class DirectoryClient:
     async def effective_permissions(self, ws: str, person_id: str | uuid.UUID) -> Access | None:
         """What the person of workspace `ws` may do; None when there is no such person."""
         req = directory_pb2.GetEffectivePermissionsRequest(
-            caller=system(ws), person_id=str(person_id)
+            caller=on_own_behalf(ws), person_id=str(person_id)
         )
         try:
             e = await call(self.stub.GetEffectivePermissions, req, timeout=self.timeout, safe=True)
@@ -131,3 +141,14 @@ class DirectoryClient:
             portal_access=e.portal_access,
             permissions=frozenset(e.permissions),
         )
+
+    async def portal_settings(self, ws: str) -> directory_pb2.PortalSettings:
+        """Workspace `ws`'s portal settings (section toggles, attachment limits, ...)."""
+        req = directory_pb2.GetPortalSettingsRequest(caller=on_own_behalf(ws))
+        try:
+            settings: directory_pb2.PortalSettings = await call(
+                self.stub.GetPortalSettings, req, timeout=self.timeout, safe=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise unavailable(exc) from None
+        return settings

@@ -1,13 +1,18 @@
 """gRPC plumbing: an aio server with health, reflection and metrics, and a client helper.
 
-The client adds a deadline to every call, forwards the request id, and retries calls that are
-safe to repeat (reads) when the backend is briefly unavailable.
+Clients spread calls over every replica behind a name: a `dns:///host:port` target (a headless
+Kubernetes Service resolves to one address per pod) or a static `ipv4:` list (the local
+multi-replica launcher), with the `round_robin` policy and client-side health checking in the
+channel's service config. The same service config retries reads (methods that are safe to
+repeat) while a replica is briefly UNAVAILABLE, within the call's deadline. Servers close each
+connection after `MAX_CONNECTION_AGE_MS` (with a grace for in-flight calls), so clients
+re-resolve and rebalance onto replicas that came up since.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,7 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.chassis import metrics
+from services.chassis import errors, metrics
 from services.chassis.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -82,17 +87,22 @@ async def create_server(
     listen: str,
     service: str,
     register: Callable[[grpc.aio.Server], Sequence[str]],
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Start an aio server on `listen` ("host:port", port 0 for any); returns (server, port, health).
 
     `register` adds the servicers and returns their full service names, which are marked
-    SERVING in the health service and listed by reflection.
+    SERVING in the health service and listed by reflection. `interceptors` run inside the
+    metrics one (the chassis adds health.UnavailableInterceptor and identity.py's principal
+    check); `credentials` make it a mutual-TLS port (tls.py).
     """
     server = grpc.aio.server(
-        interceptors=[_ServerInterceptor(service)],
+        interceptors=[_ServerInterceptor(service), *interceptors],
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            *SERVER_CONNECTION_OPTIONS,
         ],
     )
     names = list(register(server))
@@ -106,7 +116,10 @@ async def create_server(
         ],
         server,
     )
-    port = server.add_insecure_port(listen)
+    if credentials is not None:
+        port = server.add_secure_port(listen, credentials)
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
     await server.start()
@@ -115,15 +128,34 @@ async def create_server(
     return server, port, health_servicer
 
 
-# Domain errors of a service and the status each becomes; the first class that matches wins,
-# so list subclasses before their bases.
+# Domain errors and the status each becomes; the first class that matches wins, so list
+# subclasses before their bases.
 ErrorCodes = Sequence[tuple[type[Exception], grpc.StatusCode]]
 Trailing = Callable[[Exception], Sequence[tuple[str, str]]]
+DOMAIN_CODES: ErrorCodes = [
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.Throttled, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.DomainError, grpc.StatusCode.FAILED_PRECONDITION),
+]
+"""The chassis error hierarchy (services.chassis.errors) as gRPC status codes."""
+
+
+def status_for(exc: Exception, codes: ErrorCodes = DOMAIN_CODES) -> grpc.StatusCode:
+    """The status of the first class in `codes` that `exc` is an instance of (INTERNAL if none)."""
+    return next((c for cls, c in codes if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
 
 
 @asynccontextmanager
 async def mapped_errors(
-    context: grpc.aio.ServicerContext, codes: ErrorCodes, trailing: Trailing | None = None
+    context: grpc.aio.ServicerContext,
+    codes: ErrorCodes = DOMAIN_CODES,
+    trailing: Trailing | None = None,
 ) -> AsyncIterator[None]:
     """Turn a domain error raised inside into its status and message (aborting the call).
 
@@ -133,7 +165,7 @@ async def mapped_errors(
     try:
         yield
     except tuple(cls for cls, _ in codes) as exc:
-        code = next(c for cls, c in codes if isinstance(exc, cls))
+        code = status_for(exc, codes)
         if trailing is not None:
             metadata = trailing(exc)
             if metadata:
@@ -142,7 +174,7 @@ async def mapped_errors(
 
 
 def maps_errors(
-    codes: ErrorCodes, trailing: Trailing | None = None
+    codes: ErrorCodes = DOMAIN_CODES, trailing: Trailing | None = None
 ) -> Callable[
     [Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]],
     Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]],
@@ -163,19 +195,117 @@ def maps_errors(
     return decorate
 
 
-def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address,
-        options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.enable_retries", 1),
-        ],
+# Servers end every connection after this age (GOAWAY, then in-flight calls get the grace), so
+# a client's round_robin re-resolves its target and picks up replicas that started later.
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
+MAX_CONNECTION_AGE_GRACE_MS = 30 * 1000
+SERVER_CONNECTION_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+    ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+    # Accept the clients' 30 s keepalive pings instead of answering them with GOAWAY
+    # too_many_pings (core reads GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS from
+    # this key: the "recv" is only in the macro name).
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+)
+
+# Methods that only read (or are idempotent writes) may be retried on UNAVAILABLE. Reads are
+# named Get*/List*/Find*/Resolve*/Check*; the others are listed by name.
+_READ_PREFIXES = ("Get", "List", "Find", "Resolve", "Check")
+_SAFE_WRITES = frozenset({"PortalUsage", "RecordPortalLogin", "IssuePrincipal"})
+# Each retry waits a random time up to 0.1 s, 0.2 s, 0.4 s, 0.8 s: on average 0.75 s in all,
+# enough to ride out a replica's restart, and always within the call's deadline.
+RETRY_POLICY = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "1s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+
+def lame_duck_seconds(grace: float) -> float:
+    """How long a stopping server says NOT_SERVING before it stops taking calls: long enough
+    for clients' health watches to move them to other replicas (1 s, less for short graces)."""
+    return min(1.0, grace / 5)
+
+
+def is_safe_method(method: str) -> bool:
+    """True for a method name (e.g. "GetTicket") that is safe to repeat."""
+    return method.startswith(_READ_PREFIXES) or method in _SAFE_WRITES
+
+
+def _safe_method_names() -> list[dict[str, str]]:
+    """Every safe method of every Frontdesk gRPC service, as service config names."""
+    from frontdesk.v1 import auth_pb2, compliance_pb2, directory_pb2, tickets_pb2
+
+    names: list[dict[str, str]] = []
+    for module in (directory_pb2, auth_pb2, tickets_pb2, compliance_pb2):
+        for svc in module.DESCRIPTOR.services_by_name.values():
+            for method in svc.methods:
+                if is_safe_method(method.name):
+                    names.append({"service": svc.full_name, "method": method.name})
+    return names
+
+
+@functools.cache
+def service_config() -> str:
+    """The client service config: round_robin, health-checked replicas, retries for reads."""
+    return json.dumps(
+        {
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "healthCheckConfig": {"serviceName": ""},
+            "methodConfig": [{"name": _safe_method_names(), "retryPolicy": RETRY_POLICY}],
+        }
     )
 
 
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+def target(address: str) -> str:
+    """A gRPC target for `address`: "host:port" becomes "dns:///host:port", a comma-separated
+    list of "ip:port" becomes the static "ipv4:" list, and a target with a scheme is kept."""
+    address = address.strip()
+    if address.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
+        return address
+    if "," in address:
+        return "ipv4:" + ",".join(part.strip() for part in address.split(",") if part.strip())
+    return f"dns:///{address}"
+
+
+def channel(
+    address: str,
+    *,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """A channel over every replica behind `address` (see `target`), load-balanced per call.
+    `interceptors` sign its calls and `credentials` make it mutual TLS (identity.py, tls.py)."""
+    if interceptors:
+        from services.chassis.identity import with_stream_signers
+
+        interceptors = with_stream_signers(interceptors)  # client streams (uploads) too
+    options = [
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", service_config()),
+        # A replica that restarts is reconnected within a second, not after minutes.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1_000),
+        # DNS answers change as pods come and go: allow re-resolution every 5 s.
+        ("grpc.dns_min_time_between_resolutions_ms", 5_000),
+    ]
+    if credentials is not None:
+        if "," in address:
+            # A static list of replicas has no one host name: the servers' certificates are
+            # checked against the first address's host (the launcher's all carry 127.0.0.1).
+            first = address.split(",")[0].strip().removeprefix("ipv4:").rsplit(":", 1)[0]
+            options.append(("grpc.ssl_target_name_override", first))
+        return grpc.aio.secure_channel(
+            target(address), credentials, options=options, interceptors=interceptors
+        )
+    return grpc.aio.insecure_channel(target(address), options=options, interceptors=interceptors)
 
 
 async def call(
@@ -184,39 +314,26 @@ async def call(
     *,
     timeout: float = 5.0,
     safe: bool = False,
-    attempts: int = 3,
 ) -> T:
     """Call a stub method with a deadline and the current request id.
 
-    `safe=True` marks a call that may be repeated (a read, or an idempotent write): it is
-    retried with backoff while the backend is UNAVAILABLE, within the same overall deadline.
+    `safe=True` states that the call may be repeated; the channel's service config retries
+    such methods (see `is_safe_method`) while the backend is UNAVAILABLE, within the same
+    overall deadline. A unit test checks that every call site marked safe is covered.
     """
-    deadline = time.monotonic() + timeout
+    del safe  # the retry policy lives in the service config, keyed by method
     metadata: tuple[tuple[str, str], ...] = ()
     request_id = request_id_var.get()
     if request_id:
         metadata = (("x-request-id", request_id),)
-    attempt = 0
-    while True:
-        attempt += 1
-        remaining = deadline - time.monotonic()
-        try:
-            return await method(request, timeout=max(remaining, 0.05), metadata=metadata)
-        except grpc.aio.AioRpcError as exc:
-            retry = (
-                safe
-                and exc.code() in _RETRYABLE
-                and attempt < attempts
-                and deadline - time.monotonic() > 0.1
-            )
-            if not retry:
-                raise
-            await asyncio.sleep(min(0.05 * 2**attempt, max(deadline - time.monotonic() - 0.05, 0)))
+    return await method(request, timeout=timeout, metadata=metadata)
 
 
-async def check_health(address: str, timeout: float = 1.0) -> bool:
+async def check_health(
+    address: str, timeout: float = 1.0, credentials: grpc.ChannelCredentials | None = None
+) -> bool:
     """True when the server at `address` answers SERVING on the standard health service."""
-    async with channel(address) as ch:
+    async with channel(address, credentials=credentials) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         try:
             resp = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)

@@ -54,3 +54,6 @@ def configure(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    # While PostgreSQL is away asyncpg's pool logs a traceback at each reconnection attempt;
+    # the chassis logs the outage once (services/chassis/outage.py).
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 GRPC_REQUESTS = Counter(
     "frontdesk_grpc_requests_total", "gRPC calls handled", ["service", "method", "code"]
@@ -14,6 +14,29 @@ OUTBOX_PUBLISHED = Counter("frontdesk_outbox_published_total", "Outbox events pu
 OUTBOX_FAILURES = Counter("frontdesk_outbox_failures_total", "Outbox relay failures")
 EVENTS_HANDLED = Counter(
     "frontdesk_events_handled_total", "Events handled by consumers", ["consumer", "outcome"]
+)
+
+# Supervised jobs and readiness (services/chassis/jobs.py, health.py).
+JOB_RESTARTS = Counter(
+    "frontdesk_job_restarts_total",
+    "Restarts of supervised jobs after a failure",
+    ["service", "job"],
+)
+JOB_UP = Gauge("frontdesk_job_up", "1 while a supervised job runs", ["service", "job"])
+READY = Gauge("frontdesk_ready", "1 while the service is ready (database, NATS, jobs)", ["service"])
+# The event pipeline's backlog (services/chassis/housekeeping.py).
+OUTBOX_UNSENT = Gauge("frontdesk_outbox_unsent", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_UNSENT = Gauge(
+    "frontdesk_outbox_oldest_unsent_seconds", "Age of the oldest unsent outbox row", ["service"]
+)
+CONSUMER_PENDING = Gauge(
+    "frontdesk_consumer_pending",
+    "Messages not yet delivered to a durable consumer (JetStream num_pending)",
+    ["service", "consumer"],
+)
+DEAD_LETTERS = Gauge("frontdesk_dead_letters", "Dead letters not replayed", ["service", "consumer"])
+RETENTION_DELETED = Counter(
+    "frontdesk_retention_deleted_total", "Rows removed by retention", ["service", "table"]
 )
 
 

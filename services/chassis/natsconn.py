@@ -44,14 +44,19 @@ async def connect(
     )
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create (or keep) one stream per publishing service; duplicates detected for 10 minutes."""
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create (or keep) one stream per publishing service; duplicates detected for 10 minutes.
+
+    `replicas` copies of each stream on a NATS cluster (FRONTDESK_NATS_STREAM_REPLICAS; 3 on
+    the Kubernetes cluster of deploy/k8s, 1 on a single server).
+    """
     for service, stream in STREAMS.items():
         config = StreamConfig(
             name=stream,
             subjects=[f"fd.{service}.>"],
             duplicate_window=600.0,
             max_age=7 * 24 * 3600.0,
+            num_replicas=replicas,
         )
         try:
             await js.add_stream(config)

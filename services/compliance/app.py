@@ -8,10 +8,13 @@ from pathlib import Path
 import grpc
 from frontdesk.v1 import compliance_pb2, compliance_pb2_grpc
 
+from services.chassis.attachments import wire_files
 from services.chassis.directory_client import DirectoryClient
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
+from services.compliance.consumers import consumers
 from services.compliance.domain import today
-from services.compliance.service import ComplianceService, Sweeper
+from services.compliance.jobs import Sweeper
+from services.compliance.service import ComplianceService
 from services.compliance.servicer import ComplianceServicer
 from services.compliance.settings import Settings
 
@@ -19,18 +22,31 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def wire(resources: Resources) -> Wiring:
-    directory = DirectoryClient(resources.settings.directory_addr)
-    service = ComplianceService(resources.pool, directory, clock=today)
-    servicer = ComplianceServicer(service, today)
+    directory = DirectoryClient(
+        resources.settings.directory_addr,
+        connect=lambda addr: resources.channel(addr, "directory"),
+    )
     settings = resources.settings
-    interval = settings.sweep_interval if isinstance(settings, Settings) else 60.0
+    assert isinstance(settings, Settings)
+    files = await wire_files(settings.files, resources.pool, "compliance", directory)
+    service = ComplianceService(
+        resources.pool, directory, clock=today, objects=files.objects, limits=files.limits
+    )
+    servicer = ComplianceServicer(service, today)
+    interval = settings.sweep_interval
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         compliance_pb2_grpc.add_ComplianceServiceServicer_to_server(servicer, server)
         return [compliance_pb2.DESCRIPTOR.services_by_name["ComplianceService"].full_name]
 
     return Wiring(
-        register=register, background=[Sweeper(service, interval)], on_stop=[directory.close]
+        register=register,
+        background=[
+            *consumers(resources.pool, resources.js),
+            Sweeper(service, interval),
+            *files.background,
+        ],
+        on_stop=[directory.close, *files.on_stop],
     )
 
 

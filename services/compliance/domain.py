@@ -5,6 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from services.chassis.caller import Caller
+from services.chassis.errors import FailedPrecondition
 
 FREQUENCIES = ("ad_hoc", "daily", "weekly", "monthly", "quarterly", "yearly")
 TEST_STATES = ("scheduled", "overdue", "completed")
@@ -32,50 +36,6 @@ PREFIX_ISSUE = "ISS"
 MAX_TITLE = 200
 MAX_TEXT = 20_000
 MAX_COMMENT = 10_000
-
-
-class ComplianceError(Exception):
-    """Base of the refusals the servicer maps to status codes."""
-
-
-class Invalid(ComplianceError):
-    """Bad input: one or more "field: problem" messages."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-class NotFound(ComplianceError):
-    """Unknown, another workspace's, or not visible to the caller."""
-
-
-class Forbidden(ComplianceError):
-    """The caller lacks a permission the call needs."""
-
-
-class Conflict(ComplianceError):
-    """The item's state forbids the change (FAILED_PRECONDITION)."""
-
-
-@dataclass(frozen=True)
-class Caller:
-    workspace_id: uuid.UUID
-    person_id: uuid.UUID | None  # None for the system
-    permissions: frozenset[str]
-
-    @property
-    def is_system(self) -> bool:
-        return self.person_id is None
-
-    def has(self, *perms: str) -> bool:
-        return self.is_system or all(p in self.permissions for p in perms)
-
-    def has_any(self, *perms: str) -> bool:
-        return self.is_system or any(p in self.permissions for p in perms)
-
-    def is_person(self, person_id: uuid.UUID | None) -> bool:
-        return person_id is not None and self.person_id == person_id
 
 
 def today() -> date:
@@ -222,6 +182,7 @@ class ControlTest:
     control_title: str = ""
     test_procedure: str = ""
     issue_seq: int | None = None
+    evidence_files: list[Any] = field(default_factory=list)  # filled by get_test
 
     @property
     def number(self) -> str:
@@ -297,6 +258,7 @@ class IssueDetail:
     issue: Issue
     comments: list[IssueComment] = field(default_factory=list)
     history: list[IssueChange] = field(default_factory=list)
+    attachments: list[Any] = field(default_factory=list)  # chassis attachment_store.Attachment
 
 
 @dataclass
@@ -304,12 +266,6 @@ class Completion:
     test: ControlTest
     issue: Issue | None
     next_test: ControlTest | None
-
-
-@dataclass
-class Page:
-    size: int
-    offset: int
 
 
 # Access rules (the service applies them to every item).
@@ -325,15 +281,15 @@ ISSUE_READ = "Issue:read"
 def can_see_test(caller: Caller, test: ControlTest) -> bool:
     if caller.has(CONTROL_MANAGE):
         return True
-    return caller.is_person(test.assignee_id) and caller.has(CONTROL_READ, TEST_READ)
+    return caller.is_self(test.assignee_id) and caller.has(CONTROL_READ, TEST_READ)
 
 
 def can_see_issue(caller: Caller, issue: Issue) -> bool:
     if caller.has(ISSUE_MANAGE):
         return True
-    return caller.is_person(issue.assignee_id) and caller.has(ISSUE_READ)
+    return caller.is_self(issue.assignee_id) and caller.has(ISSUE_READ)
 
 
 def check_transition(current: str, target: str) -> None:
     if target not in ISSUE_TRANSITIONS[current]:
-        raise Conflict(f"status: cannot move an issue from {current} to {target}")
+        raise FailedPrecondition(f"status: cannot move an issue from {current} to {target}")

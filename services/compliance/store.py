@@ -5,17 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
 
 import asyncpg
 
+from services.chassis import sql
+from services.chassis.paging import Page
 from services.compliance.domain import (
     Control,
     ControlTest,
     Issue,
     IssueChange,
     IssueComment,
-    Page,
 )
 
 
@@ -31,30 +31,6 @@ async def next_seq(conn: asyncpg.Connection, workspace_id: uuid.UUID, kind: str)
         kind,
     )
     return value
-
-
-class _Where:
-    """Collects filter fragments (fixed SQL text) and their $n parameters."""
-
-    def __init__(self, workspace_column: str, workspace_id: uuid.UUID) -> None:
-        self.params: list[Any] = [workspace_id]
-        self.parts: list[str] = [f"{workspace_column} = $1"]
-
-    def add(self, fragment: str, *values: Any) -> None:
-        """`fragment` uses {} for each value's placeholder, in order."""
-        names = []
-        for value in values:
-            self.params.append(value)
-            names.append(f"${len(self.params)}")
-        self.parts.append(fragment.format(*names))
-
-    def sql(self) -> str:
-        return " and ".join(self.parts)
-
-    def page(self, page: Page) -> str:
-        self.params.extend([page.size, page.offset])
-        n = len(self.params)
-        return f"limit ${n - 1} offset ${n}"
 
 
 # Controls
@@ -143,11 +119,11 @@ async def list_controls(
     frequency: str | None = None,
     owner_id: uuid.UUID | None = None,
 ) -> tuple[list[Control], int]:
-    where = _Where("workspace_id", workspace_id)
+    where = sql.Where("workspace_id", workspace_id)
     if query:
-        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.add(
-            "(title ilike {0} or framework_ref ilike {0} or 'CTL-' || seq ilike {0})", pattern
+            "(title ilike {0} or framework_ref ilike {0} or 'CTL-' || seq ilike {0})",
+            sql.like_pattern(query),
         )
     if active is not None:
         where.add("active = {}", active)
@@ -156,7 +132,8 @@ async def list_controls(
     if owner_id:
         where.add("owner_id = {}", owner_id)
     total = await conn.fetchval(f"select count(*) from controls where {where.sql()}", *where.params)  # noqa: S608
-    limit = where.page(page)
+    where.after(["seq"], page.after)
+    limit = where.limit(page.size + 1)
     rows = await conn.fetch(
         f"select {_CONTROL_COLUMNS} from controls where {where.sql()} order by seq {limit}",  # noqa: S608
         *where.params,
@@ -180,7 +157,7 @@ _TEST_SELECT = """
 
 
 def _test(row: asyncpg.Record) -> ControlTest:
-    return ControlTest(**{k: row[k] for k in ControlTest.__dataclass_fields__})
+    return ControlTest(**{k: row[k] for k in ControlTest.__dataclass_fields__ if k in row})
 
 
 async def insert_test(conn: asyncpg.Connection, t: ControlTest) -> bool:
@@ -261,7 +238,7 @@ async def list_tests(
     assignee_id: uuid.UUID | None = None,
     result: str | None = None,
 ) -> tuple[list[ControlTest], int]:
-    where = _Where("t.workspace_id", workspace_id)
+    where = sql.Where("t.workspace_id", workspace_id)
     if control_id:
         where.add("t.control_id = {}", control_id)
     if assignee_id:
@@ -278,10 +255,11 @@ async def list_tests(
         f"select count(*) from control_tests t where {where.sql()}",  # noqa: S608
         *where.params,
     )
-    limit = where.page(page)
+    keys = ["(t.state = 'completed')", "t.due_date", "t.seq"]
+    where.after(keys, page.after)
+    limit = where.limit(page.size + 1)
     rows = await conn.fetch(
-        f"""{_TEST_SELECT} where {where.sql()}
-        order by (t.state = 'completed'), t.due_date, t.seq {limit}""",
+        f"""{_TEST_SELECT} where {where.sql()} {sql.order_by(keys)} {limit}""",
         *where.params,
     )
     return [_test(r) for r in rows], int(total)
@@ -473,7 +451,7 @@ async def list_issues(
     control_id: uuid.UUID | None = None,
     query: str = "",
 ) -> tuple[list[Issue], int]:
-    where = _Where("s.workspace_id", workspace_id)
+    where = sql.Where("s.workspace_id", workspace_id)
     if statuses:
         where.add("s.status = any({}::text[])", list(statuses))
     if severities:
@@ -488,10 +466,10 @@ async def list_issues(
         )
         where.add(fragment if overdue else f"not coalesce({fragment}, false)", today)
     if query:
-        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.add("(s.title ilike {0} or 'ISS-' || s.seq ilike {0})", pattern)
+        where.add("(s.title ilike {0} or 'ISS-' || s.seq ilike {0})", sql.like_pattern(query))
     total = await conn.fetchval(f"select count(*) from issues s where {where.sql()}", *where.params)  # noqa: S608
-    limit = where.page(page)
+    where.after(["s.seq"], page.after, "desc")
+    limit = where.limit(page.size + 1)
     rows = await conn.fetch(
         f"{_ISSUE_SELECT} where {where.sql()} order by s.seq desc {limit}", *where.params
     )

@@ -5,15 +5,17 @@ No I/O and no protobuf here; the service and the servicer translate.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from services.chassis import sql
+from services.chassis.caller import Caller
+from services.chassis.errors import InvalidField, NotFound, PermissionDenied
+from services.chassis.paging import Keyset
 
 PORTAL_PERMISSIONS: tuple[str, ...] = (
     "Ticket:read",
@@ -48,65 +50,14 @@ SELF_REGISTRATION_MODES = ("off", "open", "domains")
 MAX_AFFECTED_LISTED = 5000
 
 
-# ---- errors (the servicer maps them to status codes) ----
-
-
-class DirectoryError(Exception):
-    """Base of the errors a use case reports to its caller."""
-
-
-class NotFound(DirectoryError):
-    pass
-
-
-class Invalid(DirectoryError):
-    """Bad input; the message starts with the field name ("email: ...")."""
-
-    def __init__(self, field_name: str, problem: str) -> None:
-        super().__init__(f"{field_name}: {problem}")
-        self.field = field_name
-
-
-class Conflict(DirectoryError):
-    """The object exists already (ALREADY_EXISTS)."""
-
-
-class Precondition(DirectoryError):
-    """The state forbids the change (FAILED_PRECONDITION)."""
-
-
-class Denied(DirectoryError):
-    """The caller lacks a permission (PERMISSION_DENIED)."""
-
-
 # ---- who is calling ----
 
 
-@dataclass(frozen=True)
-class Caller:
-    workspace_id: uuid.UUID
-    person_id: uuid.UUID | None  # None: the system
-    permissions: frozenset[str]
-
-    @property
-    def is_system(self) -> bool:
-        return self.person_id is None
-
-    @property
-    def actor(self) -> str:
-        return "" if self.person_id is None else str(self.person_id)
-
-    def has(self, permission: str) -> bool:
-        return self.is_system or permission in self.permissions
-
-    def require(self, *permissions: str) -> None:
-        """Raise Denied unless the caller holds every one of `permissions`."""
-        missing = [p for p in permissions if not self.has(p)]
-        if missing:
-            raise Denied(f"missing permission {', '.join(missing)}")
-
-    def is_self(self, person_id: uuid.UUID) -> bool:
-        return self.person_id is not None and self.person_id == person_id
+def require(caller: Caller, *permissions: str) -> None:
+    """Raise PermissionDenied unless the caller holds every one of `permissions`."""
+    missing = caller.missing(*permissions)
+    if missing:
+        raise PermissionDenied(f"missing permission {', '.join(missing)}")
 
 
 def parse_id(value: str, what: str) -> uuid.UUID:
@@ -115,12 +66,6 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         return uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):
         raise NotFound(f"{what} not found") from None
-
-
-def make_caller(workspace_id: str, person_id: str, permissions: Iterable[str]) -> Caller:
-    ws = parse_id(workspace_id, "workspace")
-    person = parse_id(person_id, "caller") if person_id else None
-    return Caller(ws, person, frozenset(permissions))
 
 
 # ---- records ----
@@ -152,6 +97,10 @@ class PortalSettings:
     portal_access_rules: tuple[DomainRule, ...] = ()
     require_two_factor: bool = False
     updated_at: datetime | None = None
+    api_token_max_days: int = 90
+    attachment_max_file_mb: int = 25
+    attachment_max_item_mb: int = 100
+    attachment_max_files: int = 20
 
     def portal_access_for(self, email: str) -> bool:
         """The default portal access of a new person: the first matching rule, else the default."""
@@ -180,6 +129,10 @@ class PortalSettings:
                 for r in self.portal_access_rules
             ],
             "require_two_factor": self.require_two_factor,
+            "api_token_max_days": self.api_token_max_days,
+            "attachment_max_file_mb": self.attachment_max_file_mb,
+            "attachment_max_item_mb": self.attachment_max_item_mb,
+            "attachment_max_files": self.attachment_max_files,
         }
 
 
@@ -307,12 +260,6 @@ class ImportJob:
     finished_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Page:
-    size: int
-    after: tuple[Any, ...] | None
-
-
 # ---- validation ----
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -325,37 +272,37 @@ RESERVED_SLUGS = frozenset({"www", "api", "admin", "management", "static", "auth
 
 def validate_slug(slug: str) -> str:
     if not _SLUG.match(slug):
-        raise Invalid(
+        raise InvalidField(
             "slug",
             "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with -",
         )
     if slug in RESERVED_SLUGS:
-        raise Invalid("slug", f"{slug!r} is reserved")
+        raise InvalidField("slug", f"{slug!r} is reserved")
     return slug
 
 
 def clean_email(email: str, field_name: str = "email") -> str:
     email = email.strip()
     if not email:
-        raise Invalid(field_name, "required")
+        raise InvalidField(field_name, "required")
     if len(email) > 254 or not _EMAIL.match(email):
-        raise Invalid(field_name, f"{email!r} is not an e-mail address")
+        raise InvalidField(field_name, f"{email!r} is not an e-mail address")
     return email
 
 
 def no_nul(value: str, field_name: str) -> str:
     """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail storing it."""
     if "\x00" in value:
-        raise Invalid(field_name, "must not contain NUL characters")
+        raise InvalidField(field_name, "must not contain NUL characters")
     return value
 
 
 def clean_name(name: str, *, required: bool = True) -> str:
     name = no_nul(name.strip(), "name")
     if required and not name:
-        raise Invalid("name", "required")
+        raise InvalidField("name", "required")
     if len(name) > 200:
-        raise Invalid("name", "at most 200 characters")
+        raise InvalidField("name", "at most 200 characters")
     return name
 
 
@@ -363,7 +310,7 @@ def clean_login_name(login_name: str) -> str:
     """Optional: empty is allowed whatever portal_access says."""
     login_name = login_name.strip()
     if login_name and not _LOGIN.match(login_name):
-        raise Invalid(
+        raise InvalidField(
             "login_name", "use at most 100 letters, digits and . _ @ + - (or leave it empty)"
         )
     return login_name
@@ -372,7 +319,7 @@ def clean_login_name(login_name: str) -> str:
 def clean_text(value: str, field_name: str, limit: int) -> str:
     value = no_nul(value.strip(), field_name)
     if len(value) > limit:
-        raise Invalid(field_name, f"at most {limit} characters")
+        raise InvalidField(field_name, f"at most {limit} characters")
     return value
 
 
@@ -381,7 +328,7 @@ def clean_domain(value: str, field_name: str, *, allow_star: bool = False) -> st
     if allow_star and domain == "*":
         return domain
     if not _DOMAIN.match(domain):
-        raise Invalid(field_name, f"{value!r} is not a domain name")
+        raise InvalidField(field_name, f"{value!r} is not a domain name")
     return domain
 
 
@@ -401,14 +348,14 @@ def check_permissions(permissions: Sequence[str]) -> tuple[str, ...]:
     """Permissions in catalog order, de-duplicated; unknown ones are named in the error."""
     unknown = sorted({p for p in permissions if p not in CATALOG})
     if unknown:
-        raise Invalid("permissions", f"unknown permission(s): {', '.join(unknown)}")
+        raise InvalidField("permissions", f"unknown permission(s): {', '.join(unknown)}")
     wanted = set(permissions)
     return tuple(p for p in CATALOG if p in wanted)
 
 
 def check_permission(permission: str) -> str:
     if permission not in CATALOG:
-        raise Invalid("permission", f"unknown permission: {permission!r}")
+        raise InvalidField("permission", f"unknown permission: {permission!r}")
     return permission
 
 
@@ -425,36 +372,13 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 
 
-def page_from(size: int, token: str, key: type[str] | type[int] = str) -> Page:
-    """The page a request asks for; its token holds the last key seen (an e-mail or a seq),
-    and anything else in it (a crafted token) is refused as not ours."""
-    if size < 0:
-        raise Invalid("page_size", "must not be negative")
-    size = min(size or DEFAULT_PAGE, MAX_PAGE)
-    if not token:
-        return Page(size, None)
-    try:
-        raw = base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4))
-        values = json.loads(raw)
-    except (ValueError, binascii.Error):
-        raise Invalid("page_token", "not a token this service issued") from None
-    last: object = values[0] if isinstance(values, list) and len(values) == 1 else None
-    if key is int:
-        ours = type(last) is int and 0 <= last < 2**63
-    else:
-        ours = isinstance(last, str) and "\x00" not in last
-    if not ours:
-        raise Invalid("page_token", "not a token this service issued")
-    return Page(size, (last,))
-
-
-def token_for(values: Sequence[Any]) -> str:
-    raw = json.dumps(list(values), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+PERSONS_ORDER = Keyset("persons", (str,), DEFAULT_PAGE, MAX_PAGE)
+"""Persons (and portal usage) page in e-mail order: the key is lower(email)."""
+AUDIT_ORDER = Keyset("audit", (int,), DEFAULT_PAGE, MAX_PAGE)
+"""The audit trail pages newest first: the key is its seq."""
 
 
 def like_pattern(query: str) -> str:
     """A LIKE pattern matching `query` anywhere, with LIKE's special characters escaped."""
     no_nul(query, "query")
-    escaped = query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return sql.like_pattern(query.lower())

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.directory.domain import Invalid, clean_email, clean_login_name, clean_name
+from services.chassis.errors import InvalidField
+from services.directory.domain import clean_email, clean_login_name, clean_name
 
 MAX_BYTES = 50 * 1024 * 1024
 COLUMNS = ("email", "name", "login_name", "portal_access", "active", "groups")
@@ -43,24 +44,24 @@ class ImportRow:
 def parse(content: bytes, fmt: str) -> list[ImportRow]:
     """All rows of the file, each validated on its own, duplicates within the file marked."""
     if len(content) > MAX_BYTES:
-        raise Invalid(
+        raise InvalidField(
             "content",
             f"the file is {len(content) / 1024 / 1024:.1f} MB; the limit is {MAX_BYTES // 1024 // 1024} MB",
         )
     fmt = fmt.strip().lower()
     if fmt not in ("csv", "json"):
-        raise Invalid("format", "use csv or json")
+        raise InvalidField("format", "use csv or json")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = content[: exc.start].count(b"\n") + 1
-        raise Invalid(
+        raise InvalidField(
             "content",
             f"the file is not UTF-8 text (byte 0x{content[exc.start]:02x} on line {line});"
             " save it as UTF-8 and try again",
         ) from None
     if "\x00" in text:
-        raise Invalid("content", "the file contains NUL characters; it is not a text file")
+        raise InvalidField("content", "the file contains NUL characters; it is not a text file")
     rows = _parse_csv(text) if fmt == "csv" else _parse_json(text)
     _mark_duplicates(rows)
     return rows
@@ -73,24 +74,24 @@ def _column(name: str) -> str:
 
 def _parse_csv(text: str) -> list[ImportRow]:
     if not text.strip():
-        raise Invalid("content", "the file is empty; the first line must name the columns")
+        raise InvalidField("content", "the file is empty; the first line must name the columns")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except csv.Error as exc:
-        raise Invalid("content", f"line 1: {exc}") from None
+        raise InvalidField("content", f"line 1: {exc}") from None
     columns = [_column(h) for h in header]
     unknown = [h for h, c in zip(header, columns, strict=True) if c not in COLUMNS]
     if unknown:
-        raise Invalid(
+        raise InvalidField(
             "content",
             f"line 1: unknown column(s) {', '.join(repr(u) for u in unknown)};"
             f" expected {', '.join(COLUMNS)}",
         )
     if "email" not in columns:
-        raise Invalid("content", "line 1: the column 'email' is missing")
+        raise InvalidField("content", "line 1: the column 'email' is missing")
     if len(set(columns)) != len(columns):
-        raise Invalid("content", "line 1: a column is named twice")
+        raise InvalidField("content", "line 1: a column is named twice")
     rows: list[ImportRow] = []
     start = reader.line_num + 1
     while True:
@@ -99,7 +100,7 @@ def _parse_csv(text: str) -> list[ImportRow]:
         except StopIteration:
             break
         except csv.Error as exc:
-            raise Invalid("content", f"line {reader.line_num}: {exc}") from None
+            raise InvalidField("content", f"line {reader.line_num}: {exc}") from None
         line = start
         start = reader.line_num + 1
         if not record or all(not c.strip() for c in record):
@@ -118,13 +119,13 @@ def _parse_json(text: str) -> list[ImportRow]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise Invalid("content", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise InvalidField("content", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     if isinstance(document, dict) and isinstance(document.get("persons"), list):
         items = document["persons"]
     elif isinstance(document, list):
         items = document
     else:
-        raise Invalid("content", 'expected a JSON array of persons or {"persons": [...]}')
+        raise InvalidField("content", 'expected a JSON array of persons or {"persons": [...]}')
     lines = _item_lines(text, decoder, len(items))
     rows: list[ImportRow] = []
     for index, item in enumerate(items):
@@ -191,14 +192,14 @@ def _flag(value: Any) -> bool | None:
 def _fill(row: ImportRow, values: dict[str, Any]) -> None:
     try:
         row.email = clean_email(_text(values.get("email")) or "")
-    except (Invalid, ValueError) as exc:
+    except (InvalidField, ValueError) as exc:
         row.fail("email", _problem(exc))
     for name, cleaner in (("name", _clean_name), ("login_name", clean_login_name)):
         try:
             raw = _text(values.get(name))
             if raw is not None and raw.strip():
                 setattr(row, name, cleaner(raw))
-        except (Invalid, ValueError) as exc:
+        except (InvalidField, ValueError) as exc:
             row.fail(name, _problem(exc))
     for name in ("portal_access", "active"):
         try:
@@ -222,7 +223,7 @@ def _clean_name(value: str) -> str:
 
 
 def _problem(exc: Exception) -> str:
-    if isinstance(exc, Invalid):
+    if isinstance(exc, InvalidField):
         return str(exc).split(": ", 1)[-1]
     return str(exc)
 

@@ -1,181 +1,50 @@
-"""The gRPC face of the directory: protobuf <-> domain, domain errors -> status codes. Thin."""
+"""The gRPC face of the directory: requests -> use cases, domain errors -> status codes. Thin;
+protobuf <-> domain conversion is in convert.py."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.chassis.grpcio import maps_errors
-from services.directory.domain import (
-    CATALOG,
-    AuditEntry,
-    Caller,
-    Conflict,
-    Denied,
-    Group,
-    ImportJob,
-    Invalid,
+from services.chassis.caller import Caller, current_caller
+from services.chassis.errors import (
+    InvalidField,
     NotFound,
-    Notifications,
-    Person,
-    PortalSettings,
-    Precondition,
-    Role,
-    Workspace,
-    make_caller,
-    page_from,
-    parse_id,
 )
-from services.directory.service import DirectoryService, PersonChange, SettingsChange
+from services.chassis.grpcio import maps_errors
+from services.directory.convert import (
+    audit_pb,
+    group_pb,
+    job_pb,
+    optional,
+    person_pb,
+    persons_page,
+    role_pb,
+    settings_pb,
+    uuid_list,
+    workspace_pb,
+)
+from services.directory.domain import (
+    AUDIT_ORDER,
+    CATALOG,
+    PERSONS_ORDER,
+    Notifications,
+    parse_id,
+    require,
+)
+from services.directory.service import DirectoryService
+from services.directory.service_persons import PersonChange
+from services.directory.service_workspaces import SettingsChange
 
 R = TypeVar("R")
-_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (Invalid, grpc.StatusCode.INVALID_ARGUMENT),
-    (Conflict, grpc.StatusCode.ALREADY_EXISTS),
-    (Precondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (Denied, grpc.StatusCode.PERMISSION_DENIED),
-]
+_mapped = maps_errors()
 
 
-_mapped = maps_errors(_CODES)
-
-
-def _caller(request: Any) -> Caller:
-    c = request.caller
-    return make_caller(c.workspace_id, c.person_id, c.permissions)
-
-
-def _ts(target: Timestamp, value: datetime | None) -> None:
-    if value is not None:
-        target.FromDatetime(value)
-
-
-def workspace_pb(ws: Workspace) -> directory_pb2.Workspace:
-    msg = directory_pb2.Workspace(id=str(ws.id), slug=ws.slug, name=ws.name)
-    _ts(msg.created_at, ws.created_at)
-    return msg
-
-
-def person_pb(p: Person) -> directory_pb2.Person:
-    msg = directory_pb2.Person(
-        id=str(p.id),
-        workspace_id=str(p.workspace_id),
-        email=p.email,
-        name=p.name,
-        login_name=p.login_name,
-        active=p.active,
-        portal_access=p.portal_access,
-        notifications=directory_pb2.NotificationPreferences(
-            ticket_updates=p.notifications.ticket_updates,
-            issue_assigned=p.notifications.issue_assigned,
-            control_test_assigned=p.notifications.control_test_assigned,
-            weekly_digest=p.notifications.weekly_digest,
-        ),
-        role_ids=[str(r) for r in p.role_ids],
-        group_ids=[str(g) for g in p.group_ids],
-    )
-    _ts(msg.created_at, p.created_at)
-    _ts(msg.updated_at, p.updated_at)
-    _ts(msg.last_portal_login_at, p.last_portal_login_at)
-    return msg
-
-
-def settings_pb(s: PortalSettings) -> directory_pb2.PortalSettings:
-    msg = directory_pb2.PortalSettings(
-        workspace_id=str(s.workspace_id),
-        tickets_enabled=s.tickets_enabled,
-        issues_enabled=s.issues_enabled,
-        control_tests_enabled=s.control_tests_enabled,
-        self_registration=s.self_registration,
-        registration_domains=list(s.registration_domains),
-        portal_access_default=s.portal_access_default,
-        portal_access_rules=[
-            directory_pb2.DomainRule(domain=r.domain, portal_access=r.portal_access)
-            for r in s.portal_access_rules
-        ],
-        require_two_factor=s.require_two_factor,
-    )
-    _ts(msg.updated_at, s.updated_at)
-    return msg
-
-
-def role_pb(r: Role) -> directory_pb2.Role:
-    return directory_pb2.Role(
-        id=str(r.id),
-        name=r.name,
-        description=r.description,
-        permissions=list(r.permissions),
-        builtin=r.builtin,
-        assigned_count=r.assigned_count,
-    )
-
-
-def group_pb(g: Group) -> directory_pb2.Group:
-    return directory_pb2.Group(
-        id=str(g.id),
-        name=g.name,
-        description=g.description,
-        role_ids=[str(r) for r in g.role_ids],
-        builtin=g.builtin,
-        member_count=g.member_count,
-    )
-
-
-def job_pb(j: ImportJob) -> directory_pb2.ImportJob:
-    msg = directory_pb2.ImportJob(
-        id=str(j.id),
-        status=j.status,
-        dry_run=j.dry_run,
-        total_rows=j.total_rows,
-        rows_done=j.rows_done,
-        created=j.created,
-        updated=j.updated,
-        unchanged=j.unchanged,
-        failed=j.failed,
-        errors=[
-            directory_pb2.ImportRowError(
-                line=int(e.get("line", 0)),
-                field=str(e.get("field", "")),
-                message=str(e.get("message", "")),
-            )
-            for e in j.errors
-        ],
-        message=j.message,
-    )
-    _ts(msg.created_at, j.created_at)
-    _ts(msg.finished_at, j.finished_at)
-    return msg
-
-
-def audit_pb(a: AuditEntry) -> directory_pb2.AuditEntry:
-    msg = directory_pb2.AuditEntry(
-        id=str(a.id),
-        actor_id=a.actor_id,
-        action=a.action,
-        object_type=a.object_type,
-        object_id=a.object_id,
-        before_json=a.before,
-        after_json=a.after,
-    )
-    _ts(msg.at, a.at)
-    return msg
-
-
-def _opt(request: Any, name: str) -> Any:
-    return getattr(request, name) if request.HasField(name) else None
-
-
-def _persons(persons: list[Person], token: str, total: int) -> directory_pb2.ListPersonsResponse:
-    return directory_pb2.ListPersonsResponse(
-        persons=[person_pb(p) for p in persons], next_page_token=token, total=total
-    )
+def _caller() -> Caller:
+    """The verified caller (principal interceptor); the request's own Caller is not believed."""
+    return current_caller()
 
 
 class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
@@ -186,6 +55,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def CreateWorkspace(
         self, request: directory_pb2.CreateWorkspaceRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.CreateWorkspaceResponse:
+        require(_caller(), "Workspace:create")
         ws, admin = await self._service.create_workspace(
             request.slug, request.name, request.admin_email, request.admin_name
         )
@@ -203,46 +73,53 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         elif by == "slug":
             ws = await self._service.get_workspace(None, request.slug)
         else:
-            raise Invalid("by", "give an id or a slug")
+            raise InvalidField("by", "give an id or a slug")
+        caller = _caller()
+        if caller.workspace_id != ws.id and not caller.has("Workspace:read"):
+            raise NotFound("workspace not found")
         return workspace_pb(ws)
 
     @_mapped
     async def GetPortalSettings(
         self, request: directory_pb2.GetPortalSettingsRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.PortalSettings:
-        return settings_pb(await self._service.get_settings(_caller(request)))
+        return settings_pb(await self._service.get_settings(_caller()))
 
     @_mapped
     async def UpdatePortalSettings(
         self, request: directory_pb2.UpdatePortalSettingsRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.PortalSettings:
         change = SettingsChange(
-            tickets_enabled=_opt(request, "tickets_enabled"),
-            issues_enabled=_opt(request, "issues_enabled"),
-            control_tests_enabled=_opt(request, "control_tests_enabled"),
-            self_registration=_opt(request, "self_registration"),
+            tickets_enabled=optional(request, "tickets_enabled"),
+            issues_enabled=optional(request, "issues_enabled"),
+            control_tests_enabled=optional(request, "control_tests_enabled"),
+            self_registration=optional(request, "self_registration"),
             registration_domains=list(request.registration_domains)
             if request.set_registration_domains
             else None,
-            portal_access_default=_opt(request, "portal_access_default"),
+            portal_access_default=optional(request, "portal_access_default"),
             portal_access_rules=[(r.domain, r.portal_access) for r in request.portal_access_rules]
             if request.set_portal_access_rules
             else None,
-            require_two_factor=_opt(request, "require_two_factor"),
+            require_two_factor=optional(request, "require_two_factor"),
+            api_token_max_days=optional(request, "api_token_max_days"),
+            attachment_max_file_mb=optional(request, "attachment_max_file_mb"),
+            attachment_max_item_mb=optional(request, "attachment_max_item_mb"),
+            attachment_max_files=optional(request, "attachment_max_files"),
         )
-        return settings_pb(await self._service.update_settings(_caller(request), change))
+        return settings_pb(await self._service.update_settings(_caller(), change))
 
     @_mapped
     async def CreatePerson(
         self, request: directory_pb2.CreatePersonRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Person:
-        caller = _caller(request)
+        caller = _caller()
         person = await self._service.create_person(
             caller,
             email=request.email,
             name=request.name,
             login_name=request.login_name,
-            portal_access=_opt(request, "portal_access"),
+            portal_access=optional(request, "portal_access"),
             group_ids=[parse_id(g, "group") for g in request.group_ids],
             role_ids=[parse_id(r, "role") for r in request.role_ids],
         )
@@ -252,14 +129,14 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def UpdatePerson(
         self, request: directory_pb2.UpdatePersonRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Person:
-        caller = _caller(request)
+        caller = _caller()
         n = request.notifications
         change = PersonChange(
-            email=_opt(request, "email"),
-            name=_opt(request, "name"),
-            login_name=_opt(request, "login_name"),
-            active=_opt(request, "active"),
-            portal_access=_opt(request, "portal_access"),
+            email=optional(request, "email"),
+            name=optional(request, "name"),
+            login_name=optional(request, "login_name"),
+            active=optional(request, "active"),
+            portal_access=optional(request, "portal_access"),
             notifications=Notifications(
                 n.ticket_updates, n.issue_assigned, n.control_test_assigned, n.weekly_digest
             )
@@ -275,7 +152,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def GetPerson(
         self, request: directory_pb2.GetPersonRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Person:
-        caller = _caller(request)
+        caller = _caller()
         return person_pb(
             await self._service.get_person(caller, parse_id(request.person_id, "person"))
         )
@@ -284,42 +161,42 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def FindPersonByEmail(
         self, request: directory_pb2.FindPersonByEmailRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Person:
-        return person_pb(await self._service.find_person_by_email(_caller(request), request.email))
+        return person_pb(await self._service.find_person_by_email(_caller(), request.email))
 
     @_mapped
     async def ListPersons(
         self, request: directory_pb2.ListPersonsRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.ListPersonsResponse:
-        caller = _caller(request)
+        caller = _caller()
         persons, token, total = await self._service.list_persons(
             caller,
-            page_from(request.page.page_size, request.page.page_token),
+            PERSONS_ORDER.page(request.page.page_size, request.page.page_token),
             query=request.query,
-            active=_opt(request, "active"),
-            portal_access=_opt(request, "portal_access"),
+            active=optional(request, "active"),
+            portal_access=optional(request, "portal_access"),
             group_id=parse_id(request.group_id, "group") if request.group_id else None,
             role_id=parse_id(request.role_id, "role") if request.role_id else None,
-            ids=_ids(request.ids),
+            ids=uuid_list(request.ids),
         )
-        return _persons(persons, token, total)
+        return persons_page(persons, token, total)
 
     @_mapped
     async def PortalUsage(
         self, request: directory_pb2.PortalUsageRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.ListPersonsResponse:
         persons, token, total = await self._service.portal_usage(
-            _caller(request),
-            page_from(request.page.page_size, request.page.page_token),
+            _caller(),
+            PERSONS_ORDER.page(request.page.page_size, request.page.page_token),
             request.filter,
             request.stale_days,
         )
-        return _persons(persons, token, total)
+        return persons_page(persons, token, total)
 
     @_mapped
     async def RecordPortalLogin(
         self, request: directory_pb2.RecordPortalLoginRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        caller = _caller(request)
+        caller = _caller()
         await self._service.record_portal_login(caller, parse_id(request.person_id, "person"))
         return common_pb2.Empty()
 
@@ -327,8 +204,16 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def RegisterPerson(
         self, request: directory_pb2.RegisterPersonRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Person:
+        ws = parse_id(request.workspace_id, "workspace")
+        caller = _caller()
+        require(caller, "Person:register")
+        if caller.workspace_id != ws:
+            raise NotFound("workspace not found")
         person = await self._service.register_person(
-            parse_id(request.workspace_id, "workspace"), request.email, request.name
+            ws,
+            request.email,
+            request.name,
+            parse_id(request.person_id, "person") if request.person_id else None,
         )
         return person_pb(person)
 
@@ -342,7 +227,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def ListRoles(
         self, request: directory_pb2.ListRolesRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.ListRolesResponse:
-        roles = await self._service.list_roles(_caller(request))
+        roles = await self._service.list_roles(_caller())
         return directory_pb2.ListRolesResponse(roles=[role_pb(r) for r in roles])
 
     @_mapped
@@ -350,7 +235,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         self, request: directory_pb2.CreateRoleRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Role:
         role = await self._service.create_role(
-            _caller(request), request.name, request.description, list(request.permissions)
+            _caller(), request.name, request.description, list(request.permissions)
         )
         return role_pb(role)
 
@@ -358,12 +243,12 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def UpdateRole(
         self, request: directory_pb2.UpdateRoleRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Role:
-        caller = _caller(request)
+        caller = _caller()
         role = await self._service.update_role(
             caller,
             parse_id(request.role_id, "role"),
-            _opt(request, "name"),
-            _opt(request, "description"),
+            optional(request, "name"),
+            optional(request, "description"),
             list(request.permissions) if request.set_permissions else None,
         )
         return role_pb(role)
@@ -372,7 +257,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def DeleteRole(
         self, request: directory_pb2.DeleteRoleRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        caller = _caller(request)
+        caller = _caller()
         await self._service.delete_role(caller, parse_id(request.role_id, "role"), request.force)
         return common_pb2.Empty()
 
@@ -380,7 +265,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def GrantRole(
         self, request: directory_pb2.PersonRoleRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        caller = _caller(request)
+        caller = _caller()
         await self._service.grant_role(
             caller, parse_id(request.person_id, "person"), parse_id(request.role_id, "role"), True
         )
@@ -390,7 +275,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def RevokeRole(
         self, request: directory_pb2.PersonRoleRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        caller = _caller(request)
+        caller = _caller()
         await self._service.grant_role(
             caller, parse_id(request.person_id, "person"), parse_id(request.role_id, "role"), False
         )
@@ -400,21 +285,21 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def ListGroups(
         self, request: directory_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.ListGroupsResponse:
-        groups = await self._service.list_groups(_caller(request))
+        groups = await self._service.list_groups(_caller())
         return directory_pb2.ListGroupsResponse(groups=[group_pb(g) for g in groups])
 
     @_mapped
     async def GetGroup(
         self, request: directory_pb2.GetGroupRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Group:
-        caller = _caller(request)
+        caller = _caller()
         return group_pb(await self._service.get_group(caller, parse_id(request.group_id, "group")))
 
     @_mapped
     async def CreateGroup(
         self, request: directory_pb2.CreateGroupRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Group:
-        caller = _caller(request)
+        caller = _caller()
         group = await self._service.create_group(
             caller,
             request.name,
@@ -427,12 +312,12 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def UpdateGroup(
         self, request: directory_pb2.UpdateGroupRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Group:
-        caller = _caller(request)
+        caller = _caller()
         group = await self._service.update_group(
             caller,
             parse_id(request.group_id, "group"),
-            _opt(request, "name"),
-            _opt(request, "description"),
+            optional(request, "name"),
+            optional(request, "description"),
             [parse_id(r, "role") for r in request.role_ids] if request.set_role_ids else None,
         )
         return group_pb(group)
@@ -441,7 +326,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def DeleteGroup(
         self, request: directory_pb2.DeleteGroupRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        caller = _caller(request)
+        caller = _caller()
         await self._service.delete_group(caller, parse_id(request.group_id, "group"))
         return common_pb2.Empty()
 
@@ -449,7 +334,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def AddGroupMember(
         self, request: directory_pb2.GroupMemberRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        caller = _caller(request)
+        caller = _caller()
         await self._service.set_member(
             caller, parse_id(request.group_id, "group"), parse_id(request.person_id, "person"), True
         )
@@ -459,7 +344,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def RemoveGroupMember(
         self, request: directory_pb2.GroupMemberRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        caller = _caller(request)
+        caller = _caller()
         await self._service.set_member(
             caller,
             parse_id(request.group_id, "group"),
@@ -474,7 +359,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         request: directory_pb2.GetEffectivePermissionsRequest,
         context: grpc.aio.ServicerContext,
     ) -> directory_pb2.EffectivePermissions:
-        caller = _caller(request)
+        caller = _caller()
         result = await self._service.effective_permissions(
             caller, parse_id(request.person_id, "person")
         )
@@ -492,18 +377,18 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> directory_pb2.ListPersonsResponse:
         persons, token, total = await self._service.persons_with_permission(
-            _caller(request),
+            _caller(),
             request.permission,
-            page_from(request.page.page_size, request.page.page_token),
+            PERSONS_ORDER.page(request.page.page_size, request.page.page_token),
         )
-        return _persons(persons, token, total)
+        return persons_page(persons, token, total)
 
     @_mapped
     async def StartImport(
         self, request: directory_pb2.StartImportRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.ImportJob:
         job = await self._service.start_import(
-            _caller(request), request.format, request.content, request.dry_run
+            _caller(), request.format, request.content, request.dry_run
         )
         return job_pb(job)
 
@@ -511,7 +396,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def GetImport(
         self, request: directory_pb2.GetImportRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.ImportJob:
-        caller = _caller(request)
+        caller = _caller()
         return job_pb(await self._service.get_import(caller, parse_id(request.import_id, "import")))
 
     @_mapped
@@ -519,24 +404,11 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         self, request: directory_pb2.ListAuditRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.ListAuditResponse:
         entries, token = await self._service.list_audit(
-            _caller(request),
-            page_from(request.page.page_size, request.page.page_token, int),
+            _caller(),
+            AUDIT_ORDER.page(request.page.page_size, request.page.page_token),
             request.object_type,
             request.object_id,
         )
         return directory_pb2.ListAuditResponse(
             entries=[audit_pb(e) for e in entries], next_page_token=token
         )
-
-
-def _ids(values: Sequence[str]) -> list[uuid.UUID] | None:
-    """A filter by ids: None when absent; malformed ids match nobody, so they are skipped."""
-    if not values:
-        return None
-    parsed = []
-    for value in values:
-        try:
-            parsed.append(uuid.UUID(value))
-        except ValueError:
-            continue
-    return parsed

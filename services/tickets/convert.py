@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
-from frontdesk.v1 import common_pb2, tickets_pb2
+from frontdesk.v1 import tickets_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.chassis.attachment_store import Attachment
+from services.chassis.caller import Caller, current_caller
+from services.chassis.filetypes import INLINE_IMAGES
 from services.tickets.domain import (
-    Actor,
     Comment,
     HistoryEntry,
-    InvalidTicket,
     Level,
     Sort,
     Status,
     Ticket,
     TicketDetail,
     TicketType,
-    parse_uuid,
 )
 
 TYPES: dict[int, TicketType] = {
@@ -61,21 +60,10 @@ SORTS: dict[int, Sort] = {
 }
 
 
-def actor(caller: common_pb2.Caller) -> Actor:
-    """The checked caller; a malformed workspace or person id is INVALID_ARGUMENT."""
-    problems = []
-    workspace_id = parse_uuid(caller.workspace_id)
-    if workspace_id is None:
-        problems.append("caller.workspace_id: must be a workspace id")
-    person_id: uuid.UUID | None = None
-    if caller.person_id:
-        person_id = parse_uuid(caller.person_id)
-        if person_id is None:
-            problems.append("caller.person_id: must be a person id")
-    if problems:
-        raise InvalidTicket(problems)
-    assert workspace_id is not None
-    return Actor(workspace_id, person_id, frozenset(caller.permissions))
+def actor() -> Caller:
+    """The verified caller of the request (principal interceptor); the request's own Caller
+    field is not believed."""
+    return current_caller()
 
 
 def level(problems: list[str], name: str, value: int) -> Level | None:
@@ -214,4 +202,21 @@ def detail_out(d: TicketDetail) -> tickets_pb2.TicketDetail:
         comments=[comment_out(c) for c in d.comments],
         status_history=[status_change_out(h) for h in d.status_history],
         field_history=[field_change_out(h) for h in d.field_history],
+        attachments=[attachment_out(a) for a in d.attachments],
+    )
+
+
+def attachment_out(a: Attachment) -> tickets_pb2.Attachment:
+    return tickets_pb2.Attachment(
+        id=str(a.id),
+        ticket_id=str(a.item_id) if a.item_id else "",
+        comment_id=str(a.comment_id) if a.comment_id else "",
+        uploader_id=str(a.uploader_id) if a.uploader_id else "",
+        name=a.name,
+        content_type=a.content_type,
+        size=a.size,
+        sha256=a.sha256,
+        created_at=_ts(a.created_at),
+        internal=a.internal,
+        inline_image=a.content_type in INLINE_IMAGES,
     )

@@ -7,6 +7,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
+
+from services.chassis.caller import Caller
+from services.chassis.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 
 MAX_TITLE = 200
 MAX_TEXT = 20_000
@@ -92,71 +96,36 @@ def status_label(status: Status) -> str:
     return _LABELS[status]
 
 
-class TicketError(Exception):
-    """Base of the domain's errors; the servicer maps each subclass to a status code."""
-
-
-class InvalidTicket(TicketError):
-    """Bad input: the message is "field: problem", several joined by "; "."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-class TicketNotFound(TicketError):
-    def __init__(self) -> None:
-        super().__init__("ticket not found")
-
-
-class NotAllowed(TicketError):
-    """The caller lacks a permission (PERMISSION_DENIED)."""
-
-
-class IllegalTransition(TicketError):
-    """The workflow forbids it (FAILED_PRECONDITION)."""
-
-
 def check_transition(current: Status, target: Status) -> None:
     if target == current:
-        raise IllegalTransition(f"status: the ticket is already {status_label(current)}")
+        raise FailedPrecondition(f"status: the ticket is already {status_label(current)}")
     if target not in TRANSITIONS[current]:
-        raise IllegalTransition(
+        raise FailedPrecondition(
             f"status: cannot go from {status_label(current)} to {status_label(target)}"
         )
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who is calling: the gRPC Caller, checked. person_id None is the system."""
+# What a caller may do with tickets (the Caller is the chassis' one, verified).
 
-    workspace_id: uuid.UUID
-    person_id: uuid.UUID | None
-    permissions: frozenset[str]
 
-    @property
-    def is_system(self) -> bool:
-        return self.person_id is None
+def manages(caller: Caller) -> bool:
+    return caller.has("Ticket:manage")
 
-    @property
-    def manages(self) -> bool:
-        return self.is_system or "Ticket:manage" in self.permissions
 
-    @property
-    def reads_own(self) -> bool:
-        return self.person_id is not None and (
-            "Ticket:read" in self.permissions or "Ticket:manage" in self.permissions
-        )
+def reads_own(caller: Caller) -> bool:
+    return caller.person_id is not None and caller.has_any("Ticket:read", "Ticket:manage")
 
-    @property
-    def creates(self) -> bool:
-        return self.manages or "Ticket:create" in self.permissions
 
-    def can_see(self, ticket: Ticket) -> bool:
-        return self.manages or (self.reads_own and ticket.requester_id == self.person_id)
+def creates(caller: Caller) -> bool:
+    return manages(caller) or caller.has("Ticket:create")
 
-    def is_requester(self, ticket: Ticket) -> bool:
-        return self.person_id is not None and ticket.requester_id == self.person_id
+
+def can_see(caller: Caller, ticket: Ticket) -> bool:
+    return manages(caller) or (reads_own(caller) and ticket.requester_id == caller.person_id)
+
+
+def is_requester(caller: Caller, ticket: Ticket) -> bool:
+    return caller.person_id is not None and ticket.requester_id == caller.person_id
 
 
 @dataclass
@@ -219,6 +188,7 @@ class TicketDetail:
     comments: list[Comment]
     status_history: list[HistoryEntry]
     field_history: list[HistoryEntry]
+    attachments: list[Any] = field(default_factory=list)  # attachment_store.Attachment
 
 
 @dataclass(frozen=True)
@@ -316,7 +286,7 @@ class ValidNewTicket:
     requester_id: uuid.UUID
 
 
-def validate_new(actor: Actor, new: NewTicket) -> ValidNewTicket:
+def validate_new(actor: Caller, new: NewTicket) -> ValidNewTicket:
     """Check a create; raises InvalidTicket naming every bad field, NotAllowed for rights."""
     problems: list[str] = []
     if new.type is None:
@@ -353,14 +323,14 @@ def validate_new(actor: Actor, new: NewTicket) -> ValidNewTicket:
         other = parse_uuid(new.requester_id)
         if other is None:
             problems.append("requester_id: must be a person id")
-        elif other != actor.person_id and not actor.manages:
-            raise NotAllowed("Ticket:manage is needed to create a ticket for someone else")
+        elif other != actor.person_id and not manages(actor):
+            raise PermissionDenied("Ticket:manage is needed to create a ticket for someone else")
         else:
             requester = other
     elif requester is None:
         problems.append("requester_id: required for a system call")
     if problems:
-        raise InvalidTicket(problems)
+        raise InvalidArgument(problems)
     assert new.type is not None and requester is not None
     impact = impact or Level.MEDIUM
     urgency = urgency or Level.MEDIUM
@@ -424,7 +394,7 @@ def apply_edit(ticket: Ticket, edit: Edit) -> tuple[list[tuple[str, str, str]], 
             if assignee is None:
                 problems.append("assignee_id: must be a person id")
     if problems:
-        raise InvalidTicket(problems)
+        raise InvalidArgument(problems)
     if title is not None:
         change("title", ticket.title, title)
         ticket.title = title

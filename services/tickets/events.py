@@ -7,20 +7,21 @@ import uuid
 
 from frontdesk.v1 import events_pb2, tickets_events_pb2
 
+from services.chassis.caller import Caller
 from services.chassis.events import new_event
 from services.tickets.convert import STATUSES_OUT, TYPES_OUT
-from services.tickets.domain import Actor, Comment, Status, Ticket
+from services.tickets.domain import Comment, Status, Ticket
 
 
 def _id(value: uuid.UUID | None) -> str:
     return str(value) if value else ""
 
 
-def _event(ticket: Ticket, actor: Actor, name: str, payload: object) -> events_pb2.Event:
+def _event(ticket: Ticket, actor: Caller, name: str, payload: object) -> events_pb2.Event:
     return new_event(str(ticket.workspace_id), _id(actor.person_id), "tickets", name, payload)  # type: ignore[arg-type]
 
 
-def created(ticket: Ticket, actor: Actor) -> events_pb2.Event:
+def created(ticket: Ticket, actor: Caller) -> events_pb2.Event:
     payload = tickets_events_pb2.TicketCreated(
         ticket_id=str(ticket.id),
         number=ticket.number,
@@ -32,7 +33,7 @@ def created(ticket: Ticket, actor: Actor) -> events_pb2.Event:
     return _event(ticket, actor, "ticket_created", payload)
 
 
-def assigned(ticket: Ticket, actor: Actor, previous: uuid.UUID | None) -> events_pb2.Event:
+def assigned(ticket: Ticket, actor: Caller, previous: uuid.UUID | None) -> events_pb2.Event:
     payload = tickets_events_pb2.TicketAssigned(
         ticket_id=str(ticket.id),
         number=ticket.number,
@@ -44,7 +45,7 @@ def assigned(ticket: Ticket, actor: Actor, previous: uuid.UUID | None) -> events
 
 
 def status_changed(
-    ticket: Ticket, actor: Actor, previous: Status, by_comment: bool
+    ticket: Ticket, actor: Caller, previous: Status, by_comment: bool
 ) -> events_pb2.Event:
     payload = tickets_events_pb2.TicketStatusChanged(
         ticket_id=str(ticket.id),
@@ -58,7 +59,7 @@ def status_changed(
     return _event(ticket, actor, "ticket_status_changed", payload)
 
 
-def commented(ticket: Ticket, actor: Actor, comment: Comment) -> events_pb2.Event:
+def commented(ticket: Ticket, actor: Caller, comment: Comment) -> events_pb2.Event:
     payload = tickets_events_pb2.TicketCommented(
         ticket_id=str(ticket.id),
         number=ticket.number,
@@ -71,7 +72,7 @@ def commented(ticket: Ticket, actor: Actor, comment: Comment) -> events_pb2.Even
     return _event(ticket, actor, "ticket_commented", payload)
 
 
-def updated(ticket: Ticket, actor: Actor, fields: list[str]) -> events_pb2.Event:
+def updated(ticket: Ticket, actor: Caller, fields: list[str]) -> events_pb2.Event:
     payload = tickets_events_pb2.TicketUpdated(
         ticket_id=str(ticket.id),
         number=ticket.number,

@@ -2,41 +2,45 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from services.chassis import outbox
+from services.chassis.attachments import Limits, LimitsFor, parse_ids
+from services.chassis.caller import Caller
 from services.chassis.directory_client import DirectoryClient
+from services.chassis.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.chassis.objectstore import ObjectStore
+from services.chassis.paging import Keyset, KeyType
 from services.tickets import events, store
+from services.tickets.attachments import TicketAttachments
 from services.tickets.domain import (
     REOPENED_BY_REQUESTER,
-    Actor,
     Comment,
     Edit,
     Filters,
-    IllegalTransition,
-    InvalidTicket,
     NewTicket,
-    NotAllowed,
     Sort,
     Status,
     Ticket,
     TicketDetail,
-    TicketNotFound,
     TicketType,
     apply_edit,
+    can_see,
     check_transition,
     clean_query,
+    creates,
+    is_requester,
+    manages,
     page_size,
     parse_number,
     parse_uuid,
+    reads_own,
     validate_new,
 )
 
@@ -49,9 +53,16 @@ NO_SUCH_PERSON = "no such active person in this workspace"
 
 
 class TicketService:
-    def __init__(self, pool: asyncpg.Pool, directory: DirectoryClient) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        directory: DirectoryClient,
+        objects: ObjectStore | None = None,
+        limits: LimitsFor | None = None,
+    ) -> None:
         self._pool = pool
         self._directory = directory
+        self.attachments = TicketAttachments(pool, objects, limits or _default_limits, self._load)
 
     # -- persons ------------------------------------------------------------------------
 
@@ -60,26 +71,30 @@ class TicketService:
         found = await self._directory.persons(str(ws), [person_id])
         person = found.get(str(person_id))
         if person is None or not person.active:
-            raise InvalidTicket([f"requester_id: {NO_SUCH_PERSON}"])
+            raise InvalidArgument([f"requester_id: {NO_SUCH_PERSON}"])
 
     async def _check_assignee(self, ws: uuid.UUID, person_id: uuid.UUID) -> None:
         """An assignee is an active person of the caller's workspace who is an agent."""
         access = await self._directory.effective_permissions(str(ws), person_id)
         if access is None or not access.active:
-            raise InvalidTicket([f"assignee_id: {NO_SUCH_PERSON}"])
+            raise InvalidArgument([f"assignee_id: {NO_SUCH_PERSON}"])
         if AGENT_PERMISSION not in access.permissions:
-            raise InvalidTicket([f"assignee_id: must be an agent (hold {AGENT_PERMISSION})"])
+            raise InvalidArgument([f"assignee_id: must be an agent (hold {AGENT_PERMISSION})"])
 
     # -- create -------------------------------------------------------------------------
 
-    async def create(self, actor: Actor, new: NewTicket) -> Ticket:
-        """Create a ticket with the next number of its type (writes an outbox row).
+    async def create(
+        self, actor: Caller, new: NewTicket, attachment_ids: Sequence[str] = ()
+    ) -> Ticket:
+        """Create a ticket with the next number of its type (writes an outbox row), attaching
+        the caller's staged files `attachment_ids` in the same transaction.
 
         A retry with the same idempotency key by the same requester returns the first ticket.
         """
-        if not actor.creates:
-            raise NotAllowed("Ticket:create is needed to submit a ticket")
+        if not creates(actor):
+            raise PermissionDenied("Ticket:create is needed to submit a ticket")
         valid = validate_new(actor, new)
+        files = parse_ids(attachment_ids)
         ws = actor.workspace_id
         if valid.requester_id != actor.person_id:
             await self._check_requester(ws, valid.requester_id)
@@ -126,6 +141,7 @@ class TicketService:
                         actor_id=actor.person_id,
                     )
                     await outbox.add(conn, events.created(ticket, actor))
+                    await self.attachments.attach(conn, actor, ticket, None, False, files)
             except asyncpg.UniqueViolationError as exc:
                 # A concurrent retry with the same key won the race: answer with its ticket.
                 if exc.constraint_name != "tickets_idempotency" or not valid.idempotency_key:
@@ -142,9 +158,9 @@ class TicketService:
     # -- read ---------------------------------------------------------------------------
 
     async def _load(
-        self, conn: asyncpg.Connection, actor: Actor, ref: str, *, for_update: bool = False
+        self, conn: asyncpg.Connection, actor: Caller, ref: str, *, for_update: bool = False
     ) -> Ticket:
-        """The ticket `ref` (id or number) when the actor may see it, else TicketNotFound."""
+        """The ticket `ref` (id or number) when the actor may see it, else NotFound."""
         ticket: Ticket | None = None
         ticket_id = parse_uuid(ref)
         if ticket_id is not None:
@@ -157,29 +173,31 @@ class TicketService:
                 ticket = await store.get_ticket_by_number(
                     conn, actor.workspace_id, number[0], number[1], for_update=for_update
                 )
-        if ticket is None or not actor.can_see(ticket):
-            raise TicketNotFound()
+        if ticket is None or not can_see(actor, ticket):
+            raise NotFound("ticket not found")
         return ticket
 
-    async def get(self, actor: Actor, ref: str) -> TicketDetail:
+    async def get(self, actor: Caller, ref: str) -> TicketDetail:
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
             ticket = await self._load(conn, actor, ref)
             comments = await store.list_comments(
-                conn, actor.workspace_id, ticket.id, include_internal=actor.manages
+                conn, actor.workspace_id, ticket.id, include_internal=manages(actor)
             )
-            kinds = ["status", "field"] if actor.manages else ["status"]
+            kinds = ["status", "field"] if manages(actor) else ["status"]
             history = await store.list_history(conn, actor.workspace_id, ticket.id, kinds=kinds)
+            attachments = await self.attachments.list(conn, actor, ticket)
         ticket.comment_count = len(comments)
         return TicketDetail(
             ticket=ticket,
             comments=comments,
             status_history=[h for h in history if h.kind == "status"],
             field_history=[h for h in history if h.kind == "field"],
+            attachments=attachments,
         )
 
     async def list_mine(
         self,
-        actor: Actor,
+        actor: Caller,
         *,
         statuses: tuple[Status, ...],
         type_: TicketType | None,
@@ -188,8 +206,8 @@ class TicketService:
         page_token: str,
     ) -> tuple[list[Ticket], str]:
         """The actor's own tickets, newest first; returns (page, next_page_token)."""
-        if not actor.reads_own:
-            raise NotAllowed("Ticket:read is needed to list your tickets")
+        if not reads_own(actor):
+            raise PermissionDenied("Ticket:read is needed to list your tickets")
         assert actor.person_id is not None
         return await self._list(
             actor,
@@ -206,7 +224,7 @@ class TicketService:
 
     async def list_queue(
         self,
-        actor: Actor,
+        actor: Caller,
         *,
         statuses: tuple[Status, ...],
         type_: TicketType | None,
@@ -218,8 +236,8 @@ class TicketService:
         page_size_: int,
         page_token: str,
     ) -> tuple[list[Ticket], str]:
-        if not actor.manages:
-            raise NotAllowed("Ticket:manage is needed to see the ticket queue")
+        if not manages(actor):
+            raise PermissionDenied("Ticket:manage is needed to see the ticket queue")
         return await self._list(
             actor,
             statuses=statuses,
@@ -235,7 +253,7 @@ class TicketService:
 
     async def _list(
         self,
-        actor: Actor,
+        actor: Caller,
         *,
         statuses: tuple[Status, ...],
         type_: TicketType | None,
@@ -269,7 +287,7 @@ class TicketService:
         if any(p < 1 or p > 5 for p in priorities):
             problems.append("priorities: must be between 1 and 5")
         if problems:
-            raise InvalidTicket(problems)
+            raise InvalidArgument(problems)
         filters = Filters(
             statuses=statuses,
             type=type_,
@@ -289,10 +307,10 @@ class TicketService:
 
     # -- change -------------------------------------------------------------------------
 
-    async def update(self, actor: Actor, ref: str, edit: Edit) -> Ticket:
+    async def update(self, actor: Caller, ref: str, edit: Edit) -> Ticket:
         """Edit fields and the assignee (writes ticket_updated and/or ticket_assigned)."""
-        if not actor.manages:
-            raise NotAllowed("Ticket:manage is needed to edit a ticket")
+        if not manages(actor):
+            raise PermissionDenied("Ticket:manage is needed to edit a ticket")
         wanted = parse_uuid(edit.assignee_id) if edit.assignee_id else None
         if wanted is not None:
             # Asked before the transaction, so no row stays locked while the directory answers;
@@ -325,16 +343,16 @@ class TicketService:
                 await outbox.add(conn, events.assigned(ticket, actor, previous_assignee))
         return ticket
 
-    async def change_status(self, actor: Actor, ref: str, target: Status, note: str) -> Ticket:
+    async def change_status(self, actor: Caller, ref: str, target: Status, note: str) -> Ticket:
         """Move the ticket along the workflow (writes ticket_status_changed)."""
         problems: list[str] = []
         note = note.strip()
         if len(note) > MAX_NOTE:
             problems.append(f"note: at most {MAX_NOTE} characters")
-        if not actor.manages:
-            raise NotAllowed("Ticket:manage is needed to change a ticket's status")
+        if not manages(actor):
+            raise PermissionDenied("Ticket:manage is needed to change a ticket's status")
         if problems:
-            raise InvalidTicket(problems)
+            raise InvalidArgument(problems)
         async with self._pool.acquire() as conn, conn.transaction():
             ticket = await self._load(conn, actor, ref, for_update=True)
             check_transition(ticket.status, target)
@@ -344,7 +362,7 @@ class TicketService:
     async def _move(
         self,
         conn: asyncpg.Connection,
-        actor: Actor,
+        actor: Caller,
         ticket: Ticket,
         target: Status,
         *,
@@ -369,13 +387,20 @@ class TicketService:
         return moved
 
     async def add_comment(
-        self, actor: Actor, ref: str, body: str, internal: bool
+        self,
+        actor: Caller,
+        ref: str,
+        body: str,
+        internal: bool,
+        attachment_ids: Sequence[str] = (),
     ) -> tuple[Comment, Ticket]:
-        """Add a comment or internal note (writes ticket_commented, and ticket_status_changed
-        when the requester's comment reopens the ticket)."""
+        """Add a comment or internal note with the caller's staged files (writes
+        ticket_commented, attachment_added, and ticket_status_changed when the requester's
+        comment reopens the ticket)."""
+        files = parse_ids(attachment_ids)
         problems: list[str] = []
         text = body.strip()
-        if not text:
+        if not text and not files:
             problems.append("body: required")
         elif len(text) > MAX_COMMENT:
             problems.append(f"body: at most {MAX_COMMENT} characters")
@@ -383,12 +408,12 @@ class TicketService:
             problems.append("body: must not contain NUL characters")
         async with self._pool.acquire() as conn, conn.transaction():
             ticket = await self._load(conn, actor, ref, for_update=True)
-            if internal and not actor.manages:
-                raise NotAllowed("Ticket:manage is needed to write an internal note")
+            if internal and not manages(actor):
+                raise PermissionDenied("Ticket:manage is needed to write an internal note")
             if problems:
-                raise InvalidTicket(problems)
+                raise InvalidArgument(problems)
             if ticket.status is Status.CLOSED:
-                raise IllegalTransition("ticket: closed tickets take no more comments")
+                raise FailedPrecondition("ticket: closed tickets take no more comments")
             comment = await store.insert_comment(
                 conn,
                 actor.workspace_id,
@@ -402,9 +427,10 @@ class TicketService:
                 ),
             )
             await outbox.add(conn, events.commented(ticket, actor, comment))
+            await self.attachments.attach(conn, actor, ticket, comment.id, internal, files)
             if (
                 not internal
-                and actor.is_requester(ticket)
+                and is_requester(actor, ticket)
                 and ticket.status in REOPENED_BY_REQUESTER
             ):
                 ticket = await self._move(
@@ -415,37 +441,30 @@ class TicketService:
         return comment, ticket
 
 
+async def _default_limits(workspace_id: uuid.UUID) -> Limits:
+    return Limits()
+
+
 # -- page tokens ----------------------------------------------------------------------------
 
 
+_KEY_TYPES: dict[str, KeyType] = {
+    "id": uuid.UUID,
+    "priority": int,
+    "created_at": datetime,
+    "updated_at": datetime,
+}
+ORDERS = {
+    sort: Keyset(sort.value, tuple(_KEY_TYPES[k] for k in store.SORT_KEYS[sort][0]))
+    for sort in Sort
+}
+"""Each sort is a listing of its own: a token of one sort is no token of another."""
+
+
 def encode_token(sort: Sort, last: tuple[Any, ...]) -> str:
-    values = [v.isoformat() if isinstance(v, datetime) else str(v) for v in last]
-    raw = json.dumps({"s": sort.value, "k": values}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return ORDERS[sort].token(last)
 
 
 def decode_token(token: str, sort: Sort) -> tuple[Any, ...] | None:
     """The keyset position a token holds, or None when it is not a token of `sort`."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        if not isinstance(data, dict) or data.get("s") != sort.value:
-            return None
-        keys, _ = store.SORT_KEYS[sort]
-        values = data["k"]
-        if not isinstance(values, list) or len(values) != len(keys):
-            return None
-        out: list[Any] = []
-        for key, value in zip(keys, values, strict=True):
-            if key == "id":
-                out.append(uuid.UUID(value))
-            elif key == "priority":
-                out.append(int(value))
-            else:
-                parsed = datetime.fromisoformat(value)
-                if parsed.tzinfo is None:
-                    return None
-                out.append(parsed)
-        return tuple(out)
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        return None
+    return ORDERS[sort].position(token)

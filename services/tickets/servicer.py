@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 from frontdesk.v1 import common_pb2, tickets_pb2, tickets_pb2_grpc
 
-from services.chassis.directory_client import DirectoryUnavailable
+from services.chassis.attachments import reason_metadata
+from services.chassis.errors import InvalidArgument
 from services.chassis.grpcio import maps_errors
+from services.chassis.upload_stream import ReceivedUpload
 from services.tickets import convert
-from services.tickets.domain import (
-    Edit,
-    IllegalTransition,
-    InvalidTicket,
-    NewTicket,
-    NotAllowed,
-    Status,
-    TicketNotFound,
-)
+from services.tickets.domain import Edit, NewTicket, Status
 from services.tickets.service import TicketService
 
-_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (InvalidTicket, grpc.StatusCode.INVALID_ARGUMENT),
-    (TicketNotFound, grpc.StatusCode.NOT_FOUND),
-    (NotAllowed, grpc.StatusCode.PERMISSION_DENIED),
-    (IllegalTransition, grpc.StatusCode.FAILED_PRECONDITION),
-    (DirectoryUnavailable, grpc.StatusCode.UNAVAILABLE),
-]
-
-
-_mapped = maps_errors(_CODES)
+_mapped = maps_errors(trailing=reason_metadata)
 
 
 class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
@@ -48,7 +35,7 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
         request: tickets_pb2.CreateTicketRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.Ticket:
-        actor = convert.actor(request.caller)
+        actor = convert.actor()
         problems: list[str] = []
         new = NewTicket(
             type=convert.ticket_type(problems, "type", request.type),
@@ -64,8 +51,8 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
             requester_id=request.requester_id,
         )
         if problems:
-            raise InvalidTicket(problems)
-        ticket = await self._service.create(actor, new)
+            raise InvalidArgument(problems)
+        ticket = await self._service.create(actor, new, list(request.attachment_ids))
         return convert.ticket_out(ticket)
 
     @_mapped
@@ -74,7 +61,7 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
         request: tickets_pb2.GetTicketRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.TicketDetail:
-        actor = convert.actor(request.caller)
+        actor = convert.actor()
         detail = await self._service.get(actor, request.ticket_id)
         return convert.detail_out(detail)
 
@@ -92,12 +79,12 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
         request: tickets_pb2.ListMyTicketsRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.ListTicketsResponse:
-        actor = convert.actor(request.caller)
+        actor = convert.actor()
         problems: list[str] = []
         statuses = self._statuses(problems, list(request.statuses))
         type_ = convert.ticket_type(problems, "type", request.type)
         if problems:
-            raise InvalidTicket(problems)
+            raise InvalidArgument(problems)
         tickets, token = await self._service.list_mine(
             actor,
             statuses=statuses,
@@ -116,13 +103,13 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
         request: tickets_pb2.ListTicketsRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.ListTicketsResponse:
-        actor = convert.actor(request.caller)
+        actor = convert.actor()
         problems: list[str] = []
         statuses = self._statuses(problems, list(request.statuses))
         type_ = convert.ticket_type(problems, "type", request.type)
         sort = convert.sort(problems, request.sort)
         if problems:
-            raise InvalidTicket(problems)
+            raise InvalidArgument(problems)
         tickets, token = await self._service.list_queue(
             actor,
             statuses=statuses,
@@ -145,7 +132,7 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
         request: tickets_pb2.UpdateTicketRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.Ticket:
-        actor = convert.actor(request.caller)
+        actor = convert.actor()
         problems: list[str] = []
         edit = Edit(
             title=request.title if request.HasField("title") else None,
@@ -159,7 +146,7 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
             assignee_id=request.assignee_id if request.HasField("assignee_id") else None,
         )
         if problems:
-            raise InvalidTicket(problems)
+            raise InvalidArgument(problems)
         ticket = await self._service.update(actor, request.ticket_id, edit)
         return convert.ticket_out(ticket)
 
@@ -169,11 +156,11 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
         request: tickets_pb2.ChangeStatusRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.Ticket:
-        actor = convert.actor(request.caller)
+        actor = convert.actor()
         problems: list[str] = []
         target = convert.status(problems, "status", request.status)
         if problems or target is None:
-            raise InvalidTicket(problems)
+            raise InvalidArgument(problems)
         ticket = await self._service.change_status(actor, request.ticket_id, target, request.note)
         return convert.ticket_out(ticket)
 
@@ -183,10 +170,51 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
         request: tickets_pb2.AddCommentRequest,
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.AddCommentResponse:
-        actor = convert.actor(request.caller)
+        actor = convert.actor()
         comment, ticket = await self._service.add_comment(
-            actor, request.ticket_id, request.body, request.internal
+            actor, request.ticket_id, request.body, request.internal, list(request.attachment_ids)
         )
         return tickets_pb2.AddCommentResponse(
             comment=convert.comment_out(comment), ticket=convert.ticket_out(ticket)
         )
+
+    @_mapped
+    async def UploadAttachment(
+        self,
+        request_iterator: AsyncIterator[tickets_pb2.UploadAttachmentRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> tickets_pb2.Attachment:
+        upload = await ReceivedUpload.open(request_iterator)
+        actor = convert.actor()
+        try:
+            attachment = await self._service.attachments.upload(
+                actor, upload.header.ticket_id, upload.header.name, upload.chunks()
+            )
+        except Exception:
+            await upload.drain()
+            raise
+        return convert.attachment_out(attachment)
+
+    @_mapped
+    async def GetAttachment(
+        self,
+        request: tickets_pb2.GetAttachmentRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> tickets_pb2.AttachmentDownload:
+        actor = convert.actor()
+        attachment, url = await self._service.attachments.download(
+            actor, request.ticket_id, request.attachment_id
+        )
+        return tickets_pb2.AttachmentDownload(
+            attachment=convert.attachment_out(attachment), url=url
+        )
+
+    @_mapped
+    async def RemoveAttachment(
+        self,
+        request: tickets_pb2.RemoveAttachmentRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> common_pb2.Empty:
+        actor = convert.actor()
+        await self._service.attachments.remove(actor, request.ticket_id, request.attachment_id)
+        return common_pb2.Empty()

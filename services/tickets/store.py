@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from services.chassis import sql
 from services.tickets.domain import (
     Comment,
     Filters,
@@ -326,7 +327,7 @@ async def list_history(
 
 # Each sort: the key columns (the last is always id) and the direction of all of them, so
 # that a keyset condition is a single row comparison that an index can serve.
-SORT_KEYS: dict[Sort, tuple[tuple[str, ...], str]] = {
+SORT_KEYS: dict[Sort, tuple[tuple[str, ...], sql.Direction]] = {
     Sort.CREATED_DESC: (("created_at", "id"), "desc"),
     Sort.CREATED_ASC: (("created_at", "id"), "asc"),
     Sort.UPDATED_DESC: (("updated_at", "id"), "desc"),
@@ -336,11 +337,6 @@ SORT_KEYS: dict[Sort, tuple[tuple[str, ...], str]] = {
 }
 
 
-def _like(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 async def list_tickets(
     conn: asyncpg.Connection, workspace_id: uuid.UUID, f: Filters
 ) -> tuple[list[Ticket], tuple[Any, ...] | None]:
@@ -348,40 +344,30 @@ async def list_tickets(
 
     The statement is assembled from fixed fragments only; every value is a $n parameter.
     """
-    params: list[Any] = [workspace_id]
-
-    def p(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    where = ["workspace_id = $1"]
+    where = sql.Where("workspace_id", workspace_id)
     if f.requester_id is not None:
-        where.append(f"requester_id = {p(f.requester_id)}")
+        where.add("requester_id = {}", f.requester_id)
     if f.statuses:
-        where.append(f"status = any({p([s.value for s in f.statuses])}::text[])")
+        where.add("status = any({}::text[])", [s.value for s in f.statuses])
     if f.type is not None:
-        where.append(f"type = {p(f.type.value)}")
+        where.add("type = {}", f.type.value)
     if f.priorities:
-        where.append(f"priority = any({p(list(f.priorities))}::smallint[])")
+        where.add("priority = any({}::smallint[])", list(f.priorities))
     if f.unassigned:
-        where.append("assignee_id is null")
+        where.add("assignee_id is null")
     elif f.assignee_id is not None:
-        where.append(f"assignee_id = {p(f.assignee_id)}")
+        where.add("assignee_id = {}", f.assignee_id)
     if f.number is not None:
-        where.append(f"type = {p(f.number[0].value)} and seq = {p(f.number[1])}")
+        where.add("type = {} and seq = {}", f.number[0].value, f.number[1])
     elif f.query:
         for word in f.query.split()[:10]:
-            where.append(f"(title || ' ' || description) ilike {p(_like(word))}")
+            where.add("(title || ' ' || description) ilike {}", sql.like_pattern(word))
     keys, direction = SORT_KEYS[f.sort]
-    if f.after is not None:
-        placeholders = ", ".join(p(v) for v in f.after)
-        op = "<" if direction == "desc" else ">"
-        where.append(f"({', '.join(keys)}) {op} ({placeholders})")
-    order = ", ".join(f"{k} {direction}" for k in keys)
-    limit = p(f.page_size + 1)
+    where.after(keys, f.after, direction)
+    limit = where.limit(f.page_size + 1)
     rows = await conn.fetch(
-        f"select {_COLUMNS} from tickets where {' and '.join(where)} order by {order} limit {limit}",  # noqa: S608
-        *params,
+        f"select {_COLUMNS} from tickets where {where.sql()} {sql.order_by(keys, direction)} {limit}",  # noqa: S608
+        *where.params,
     )
     tickets = [_ticket(r) for r in rows[: f.page_size]]
     if len(rows) <= f.page_size:

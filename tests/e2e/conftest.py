@@ -4,7 +4,8 @@
 temporary folder, waits for its "Frontdesk is running" banner, reads the admin's credentials
 from it and stops it with SIGTERM at the end, checking that no process of it is left.
 `browser` is Debian's Chromium driven by Playwright through its executable_path (Playwright's
-own browser downloads are never used). Without /usr/bin/chromium these tests are skipped.
+own browser downloads are never used). Without /usr/bin/chromium these tests are skipped, and
+with CI=true they fail.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from frontdesk.v1 import (
 )
 
 from deploy.embedded import port_in_use
-from services.chassis.grpcio import channel
+from deploy.identities import Identities
+from services.chassis import tls
+from tests.requirements import in_ci, missing
+from tests.signing import channel, keys
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("FRONTDESK_CHROMIUM", "/usr/bin/chromium"))
@@ -54,8 +58,8 @@ SERVICES = ("directory", "auth", "tickets", "compliance")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if CHROMIUM.exists():
-        return
+    if CHROMIUM.exists() or in_ci():
+        return  # in CI the fixtures fail instead (tests.requirements.missing)
     skip = pytest.mark.skip(
         reason=f"{CHROMIUM} is missing: install Debian's chromium (./dev test does) to run "
         "the browser tests"
@@ -75,6 +79,8 @@ class Suite:
     admin_password: str
     addresses: dict[str, str]
     workspace_id: str = ""
+    # TLS to the services (the launcher's client certificate; the suite runs mutual TLS)
+    credentials: grpc.ChannelCredentials | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -87,7 +93,7 @@ class Suite:
     async def ready(self) -> Suite:
         """Look up the demo workspace's id (once) for the system Caller."""
         if not self.workspace_id:
-            async with channel(self.addresses["directory"]) as ch:
+            async with channel(self.addresses["directory"], self.credentials) as ch:
                 ws = await self.directory(ch).GetWorkspace(
                     directory_pb2.GetWorkspaceRequest(slug="acme")
                 )
@@ -105,8 +111,8 @@ class Suite:
     ) -> str:
         """A person with a password (set up as an admin script would, through gRPC)."""
         async with (
-            channel(self.addresses["directory"]) as dch,
-            channel(self.addresses["auth"]) as ach,
+            channel(self.addresses["directory"], self.credentials) as dch,
+            channel(self.addresses["auth"], self.credentials) as ach,
         ):
             directory = self.directory(dch)
             listed_groups = await directory.ListGroups(
@@ -135,7 +141,7 @@ class Suite:
             return str(person.id)
 
     async def role(self, name: str, *permissions: str) -> str:
-        async with channel(self.addresses["directory"]) as ch:
+        async with channel(self.addresses["directory"], self.credentials) as ch:
             role = await self.directory(ch).CreateRole(
                 directory_pb2.CreateRoleRequest(
                     caller=self.system, name=name, permissions=list(permissions)
@@ -148,7 +154,7 @@ def _ports() -> dict[str, int]:
     """Free ports for the launcher, below the kernel's ephemeral range: a port picked inside
     it can be taken by any outgoing connection before the service binds it."""
     offsets = {"gateway": 200, "pg": 201, "nats": 202}
-    needed = (1, 2, 3, 4, 101, 102, 103, 104, *offsets.values())
+    needed = (1, 2, 3, 4, 101, 102, 103, 104, 105, *range(110, 120), *offsets.values())
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(20000, 32000 - 300, 10)
@@ -225,7 +231,7 @@ def _read_banner(proc: subprocess.Popen[str], timeout: float = 240) -> str:
 @pytest.fixture(scope="session")
 def suite() -> Iterator[Suite]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing")
+        missing(f"{CHROMIUM} is missing")
     data_dir = Path(tempfile.mkdtemp(prefix="frontdesk-e2e-"))
     ports = _ports()
     base, gateway_port = ports["base"], ports["gateway"]
@@ -237,6 +243,9 @@ def suite() -> Iterator[Suite]:
         FRONTDESK_PG_PORT=str(ports["pg"]),
         FRONTDESK_NATS_PORT=str(ports["nats"]),
         PYTHONUNBUFFERED="1",
+        # The suite's services also trust this test run's test key, so the tests can set up
+        # persons and roles directly (tests/signing.py); a real deployment never does.
+        FRONTDESK_TRUSTED_KEYS_FILE=str(keys().trusted),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "deploy.launcher", "up"],
@@ -262,6 +271,9 @@ def suite() -> Iterator[Suite]:
             admin_email=email.group(1),
             admin_password=password.group(1),
             addresses={name: f"127.0.0.1:{base + i + 1}" for i, name in enumerate(SERVICES)},
+            credentials=tls.channel_credentials(
+                Identities(data_dir / "data").tls_settings("launcher")
+            ),
         )
         children |= _mentioning(str(data_dir))
         # Four services and the gateway, plus the embedded PostgreSQL and NATS servers.
@@ -286,7 +298,7 @@ async def browser() -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing")
+        missing(f"{CHROMIUM} is missing")
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

@@ -19,8 +19,8 @@ import pytest
 from frontdesk.v1 import compliance_pb2, directory_pb2
 from playwright.async_api import Page, expect
 
-from services.chassis.grpcio import channel
 from tests.e2e.conftest import PASSWORD, Suite
+from tests.signing import channel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -180,7 +180,7 @@ async def test_admin_turns_tickets_off_and_the_portal_user_no_longer_sees_them(
         await expect(admin).to_have_url(suite.url("/management/tickets"))
         await _shot(admin, screenshots, "13-management-ticket-queue")
     finally:
-        async with channel(suite.addresses["directory"]) as ch:
+        async with channel(suite.addresses["directory"], suite.credentials) as ch:
             await suite.directory(ch).UpdatePortalSettings(
                 directory_pb2.UpdatePortalSettingsRequest(caller=suite.system, tickets_enabled=True)
             )
@@ -189,7 +189,7 @@ async def test_admin_turns_tickets_off_and_the_portal_user_no_longer_sees_them(
 
 
 async def _control_test_for(suite: Suite, assignee_id: str, title: str) -> str:
-    async with channel(suite.addresses["compliance"]) as ch:
+    async with channel(suite.addresses["compliance"], suite.credentials) as ch:
         compliance = suite.compliance(ch)
         control = await compliance.CreateControl(
             compliance_pb2.CreateControlRequest(

@@ -64,7 +64,7 @@ async def test_refusals_have_the_right_status_and_message(stack: Stack) -> None:
     status, body = await client.login("bob@example.com", "wrong-password-123")
     assert status == 401 and body["error"]["message"] == "invalid e-mail or password"
     status, body = await client.login("bob@example.com", PASSWORD)
-    assert status == 409
+    assert status == 403 and body["error"]["code"] == "portal_access_off"
     assert body["error"]["message"] == "portal access is not enabled for this account"
     status, body = await client.login("bob@example.com", PASSWORD, surface="management")
     assert status == 200  # management sign-in is not affected by the flag

@@ -82,7 +82,11 @@ async def test_a_full_sign_in_two_factor_and_token_flow_logs_no_secret(
         )
     )
 
-    token = await w.auth.CreateApiToken(auth_pb2.CreateApiTokenRequest(caller=me, name="ci"))
+    token = await w.auth.CreateApiToken(  # from the session that just passed the second factor
+        auth_pb2.CreateApiTokenRequest(
+            caller=me, name="ci", expires_in_days=30, session_token=session.session_token
+        )
+    )
     secrets.append(token.secret)
     await w.auth.ResolveApiToken(
         auth_pb2.ResolveApiTokenRequest(workspace_id=w.ws, token=token.secret)

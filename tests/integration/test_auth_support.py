@@ -23,7 +23,6 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import aiohttp
 import grpc
-import pytest
 from aiohttp import web
 from frontdesk.v1 import (
     auth_pb2,
@@ -39,7 +38,8 @@ from joserfc.jwk import RSAKey
 from deploy.embedded import free_port
 from services.auth.app import create_server
 from services.auth.settings import Settings
-from services.chassis.grpcio import channel
+from tests.requirements import missing
+from tests.signing import channel
 from tests.stack import Stack
 
 OIDC_DIR = Path(__file__).resolve().parents[1] / "oidc"
@@ -115,7 +115,7 @@ class AuthWorld:
 
     async def replica(self, **env: str) -> auth_pb2_grpc.AuthServiceStub:
         """A second auth replica on the same database and NATS."""
-        settings = Settings.from_env(self.stack.env(**AUTH_TEST_ENV, **env))
+        settings = Settings.from_env(self.stack.env_of("auth", **{**AUTH_TEST_ENV, **env}))
         running = await create_server(settings)
         self.stack.on_close(running.stop)
         ch = channel(f"127.0.0.1:{running.port}")
@@ -125,6 +125,8 @@ class AuthWorld:
 
 AUTH_TEST_ENV = {
     "FRONTDESK_SSO_ALLOW_INSECURE_HTTP": "1",
+    # The test identity provider runs on 127.0.0.1: allow private networks for the issuer.
+    "FRONTDESK_SSO_ALLOW_PRIVATE_NETWORKS": "1",
     # A fixed test key, so TOTP and SSO client secrets are sealed as in production.
     "FRONTDESK_AUTH_SECRET_KEY": "dGVzdC1rZXktZm9yLWZyb250ZGVzay1hdXRoLXRlc3Q=",
 }
@@ -132,7 +134,7 @@ AUTH_TEST_ENV = {
 
 async def make_world(stack: Stack, **auth_env: str) -> AuthWorld:
     await stack.start("directory")
-    await stack.start("auth", **AUTH_TEST_ENV, **auth_env)
+    await stack.start("auth", **{**AUTH_TEST_ENV, **auth_env})
     dch = channel(stack.addresses["directory"])
     ach = channel(stack.addresses["auth"])
 
@@ -236,19 +238,19 @@ class OidcProvider:
 async def run_oidc_provider(
     redirect_uri: str = "http://127.0.0.1:9/auth/sso/callback",
 ) -> AsyncIterator[OidcProvider]:
-    """Start the provider and its proxy (skips the test when node is missing)."""
+    """Start the provider and its proxy (skips the test when node is missing; fails in CI)."""
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: the SSO tests need it to run panva's oidc-provider")
+        missing("node is not installed: the SSO tests need it to run panva's oidc-provider")
     if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.skip("tests/oidc/node_modules is missing and npm is not installed")
+            missing("tests/oidc/node_modules is missing and npm is not installed")
         proc = await asyncio.create_subprocess_exec(
             npm, "ci", "--no-audit", "--no-fund", "--loglevel=error", cwd=OIDC_DIR
         )
         if await proc.wait() != 0:
-            pytest.skip("npm ci in tests/oidc failed; the SSO tests need oidc-provider")
+            missing("npm ci in tests/oidc failed; the SSO tests need oidc-provider")
     provider_port, proxy_port = free_port(), free_port()
     key = RSAKey.generate_key(
         2048, parameters={"kid": "test-key", "use": "sig", "alg": "RS256"}, private=True

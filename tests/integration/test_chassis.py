@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import nats
 import pytest
 from frontdesk.v1 import directory_events_pb2, events_pb2
+from prometheus_client import REGISTRY
 
 from deploy.embedded import EmbeddedNats
 from services.chassis import db, natsconn, outbox
@@ -43,6 +44,29 @@ async def _write(pool: asyncpg.Pool, events: list[events_pb2.Event]) -> None:
     async with pool.acquire() as conn, conn.transaction():
         for event in events:
             await outbox.add(conn, event)
+
+
+async def _unsent(pool: asyncpg.Pool, events: list[events_pb2.Event]) -> int:
+    """How many of these events (only these: other tests share the table) are still unsent."""
+    async with pool.acquire() as conn:
+        count: int = await conn.fetchval(
+            "select count(*) from outbox where sent_at is null and event_id = any($1::uuid[])",
+            [uuid.UUID(e.event_id) for e in events],
+        )
+    return count
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], what: str, wait: float = 10.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `wait` seconds."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+def _relay_failures() -> float:
+    return REGISTRY.get_sample_value("frontdesk_outbox_failures_total") or 0.0
 
 
 async def _collect(nats_url: str, workspace_id: str, count: int, wait: float = 10.0) -> list[str]:
@@ -87,22 +111,34 @@ async def test_event_written_before_a_crash_is_published_once_by_competing_relay
             await relay.start()
         seen = await _collect(nats_url, workspace_id, len(events))
         assert sorted(seen) == sorted(e.event_id for e in events)
-        async with pool.acquire() as conn:
-            assert await conn.fetchval("select count(*) from outbox where sent_at is null") == 0
+        assert await _unsent(pool, events) == 0
     finally:
         for relay in relays:
             await relay.stop()
         await nc.close()
 
 
-async def test_relay_wakes_on_notify_within_milliseconds(pool: asyncpg.Pool, nats_url: str) -> None:
+async def test_relay_wakes_on_notify_within_milliseconds(
+    pool: asyncpg.Pool, nats_url: str, stack: Stack
+) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await natsconn.ensure_streams(js)
-    relay = OutboxRelay(pool, js, fallback_interval=30.0)  # polling alone would take 30 s
+    # Polling alone would take 30 s: the relay LISTENs on a connection of its own.
+    relay = OutboxRelay(pool, js, dsn=stack.database_url("chassis"), fallback_interval=30.0)
     await relay.start()
     try:
-        await asyncio.sleep(0.2)
+
+        async def listening() -> bool:
+            async with pool.acquire() as conn:
+                return bool(
+                    await conn.fetchval(
+                        "select count(*) from pg_stat_activity where datname = current_database()"
+                        " and query ilike 'listen %fd_outbox%'"
+                    )
+                )
+
+        await _until(listening, "the relay listens for NOTIFY")
         workspace_id = str(uuid.uuid4())
         event = _event(workspace_id)
         await _write(pool, [event])
@@ -127,14 +163,21 @@ async def test_nats_down_for_a_while_loses_no_event(
     try:
         before = [_event(workspace_id, n) for n in range(3)]
         await _write(pool, before)
-        await asyncio.sleep(0.5)
+
+        async def before_sent() -> bool:
+            return await _unsent(pool, before) == 0
+
+        await _until(before_sent, "the events before the outage are published")
         nats_server.stop()
+        failures = _relay_failures()
         during = [_event(workspace_id, n) for n in range(3, 10)]
         await _write(pool, during)
-        await asyncio.sleep(2.0)
-        async with pool.acquire() as conn:
-            unsent = await conn.fetchval("select count(*) from outbox where sent_at is null")
-        assert unsent == len(during)
+
+        async def relay_failed() -> bool:
+            return _relay_failures() > failures
+
+        await _until(relay_failed, "the relay tried to publish while NATS was down")
+        assert await _unsent(pool, during) == len(during)
         nats_server.start()
         seen = await _collect(nats_server.url, workspace_id, 10, wait=20.0)
         assert sorted(seen) == sorted(e.event_id for e in before + during)
@@ -247,7 +290,12 @@ async def test_migrations_started_twice_in_parallel_apply_once(stack: Stack) -> 
     try:
         results = await asyncio.gather(*(db.migrate(p, "chassis_test", MIGRATIONS) for p in pools))
         applied = sorted(results[0] + results[1])
-        assert applied == ["chassis/0001_outbox_inbox.sql", "chassis_test/0001_effects.sql"]
+        assert applied == [
+            "chassis/0001_outbox_inbox.sql",
+            "chassis/0002_pipeline_retention.sql",
+            "chassis/0003_drop_outbox_attempts.sql",
+            "chassis_test/0001_effects.sql",
+        ]
         async with pools[0].acquire() as conn:
             names = [r["name"] for r in await conn.fetch("select name from schema_migrations")]
         assert sorted(names) == applied
@@ -255,3 +303,31 @@ async def test_migrations_started_twice_in_parallel_apply_once(stack: Stack) -> 
     finally:
         for p in pools:
             await p.close()
+
+
+async def test_a_changed_applied_migration_stops_the_start_before_anything_runs(
+    stack: Stack, tmp_path: Path
+) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    first = folder / "0001_notes.sql"
+    first.write_text("create table notes (id int primary key);\n", encoding="utf-8")
+    url = stack.database_url("checksums")
+    await db.ensure_database(url)
+    pool = await db.create_pool(url)
+    try:
+        assert "checksum_test/0001_notes.sql" in await db.migrate(pool, "checksum_test", folder)
+        first.write_text("create table notes (id bigint primary key);\n", encoding="utf-8")
+        (folder / "0002_more.sql").write_text("create table more (id int);\n", encoding="utf-8")
+        with pytest.raises(db.MigrationChanged) as info:
+            await db.migrate(pool, "checksum_test", folder)
+        assert info.value.names == ["checksum_test/0001_notes.sql"]
+        assert "checksum_test/0001_notes.sql" in str(info.value)
+        async with pool.acquire() as conn:
+            names = {r["name"] for r in await conn.fetch("select name from schema_migrations")}
+            assert "checksum_test/0002_more.sql" not in names  # nothing ran after the refusal
+            assert await conn.fetchval("select to_regclass('more')") is None
+        first.write_text("create table notes (id int primary key);\n", encoding="utf-8")
+        assert await db.migrate(pool, "checksum_test", folder) == ["checksum_test/0002_more.sql"]
+    finally:
+        await pool.close()

@@ -1,5 +1,8 @@
 """The compliance service against real PostgreSQL, NATS and gRPC: controls, control tests,
-the automatic issue from a failed test, the overdue sweep, issues, access rules, events."""
+the automatic issue from a failed test, the overdue sweep, issues, access rules, events.
+
+Over 600 lines: one service's behaviour under one fixture set; split by concept (controls, tests, issues) in a later change.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ import nats
 import pytest
 from frontdesk.v1 import common_pb2, compliance_pb2, compliance_pb2_grpc, events_pb2
 
-from services.chassis.grpcio import channel
 from services.compliance.domain import period_containing
 from tests.people import People, workspace
+from tests.signing import channel
 from tests.stack import Stack
 
 pb = compliance_pb2
@@ -754,3 +757,61 @@ async def test_owners_and_assignees_must_be_active_persons_of_the_workspace(
         )
     )
     assert (kept.owner_id, kept.title) == (newcomer, "Backups v2")
+
+
+async def _all_pages(fetch: object, page_size: int) -> tuple[list[str], int]:
+    """Follow next_page_token from the first page to the last; (numbers in order, total)."""
+    numbers: list[str] = []
+    token, total = "", -1
+    for _ in range(20):
+        resp = await fetch(common_pb2.PageRequest(page_size=page_size, page_token=token))  # type: ignore[operator]
+        items = list(
+            getattr(resp, "controls", None) or getattr(resp, "control_tests", None) or resp.issues
+        )
+        numbers += [i.number for i in items]
+        total, token = resp.total, resp.next_page_token
+        if not token:
+            return numbers, total
+    raise AssertionError("paging did not end")
+
+
+async def test_lists_page_by_keyset_and_refuse_foreign_tokens(env: Env) -> None:
+    for n in range(5):
+        await _control(env, pb.CONTROL_FREQUENCY_AD_HOC, f"Drill {n}")
+    base = today() + timedelta(days=30)
+    for days in (3, 1, 3, 2, 1):  # equal due dates: the number decides
+        await env.stub.CreateControlTest(
+            pb.CreateControlTestRequest(
+                caller=env.manager, control_id="CTL-1", due_date=str(base + timedelta(days=days))
+            )
+        )
+    for n in range(5):
+        await env.stub.CreateIssue(
+            pb.CreateIssueRequest(
+                caller=env.manager, title=f"Finding {n}", severity=pb.ISSUE_SEVERITY_LOW
+            )
+        )
+    m = env.manager
+    listings = {
+        "controls": lambda page: env.stub.ListControls(pb.ListControlsRequest(caller=m, page=page)),
+        "tests": lambda page: env.stub.ListControlTests(
+            pb.ListControlTestsRequest(caller=m, page=page)
+        ),
+        "issues": lambda page: env.stub.ListIssues(pb.ListIssuesRequest(caller=m, page=page)),
+    }
+    expected = {
+        "controls": [f"CTL-{n}" for n in range(1, 6)],
+        "tests": ["TST-2", "TST-5", "TST-4", "TST-1", "TST-3"],  # by due date, then number
+        "issues": [f"ISS-{n}" for n in range(5, 0, -1)],  # newest first
+    }
+    for name, fetch in listings.items():
+        assert await _all_pages(fetch, 50) == (expected[name], 5), name
+        assert await _all_pages(fetch, 2) == (expected[name], 5), name
+        assert await _all_pages(fetch, 5) == (expected[name], 5), name
+
+    first_issues = await listings["issues"](common_pb2.PageRequest(page_size=2))
+    for token in (first_issues.next_page_token, "5", "garbage!"):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await listings["controls"](common_pb2.PageRequest(page_size=2, page_token=token))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (info.value.details() or "").startswith("page_token: ")

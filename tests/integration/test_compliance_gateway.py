@@ -17,9 +17,9 @@ from frontdesk.v1 import (
 )
 from yarl import URL
 
-from services.chassis.grpcio import channel
 from tests.gateway_client import GatewayClient
 from tests.people import workspace
+from tests.signing import channel
 from tests.stack import Stack
 
 PASSWORD = "correct horse battery staple 42"

@@ -15,7 +15,7 @@ import pytest
 from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc, events_pb2
 
 from services.chassis.events import kind, payload_of
-from services.chassis.grpcio import channel
+from tests.signing import channel
 from tests.stack import Stack
 
 CATALOG = [
@@ -447,7 +447,7 @@ async def test_register_person_follows_the_self_registration_mode(
             directory_pb2.RegisterPersonRequest(workspace_id=ws, email=email, name="New Person")
         )
 
-    await expect_code(grpc.StatusCode.FAILED_PRECONDITION, register("a@anywhere.org"))
+    await expect_code(grpc.StatusCode.PERMISSION_DENIED, register("a@anywhere.org"))
     await directory.stub.UpdatePortalSettings(
         directory_pb2.UpdatePortalSettingsRequest(
             caller=sys,

@@ -249,7 +249,7 @@ async def test_two_replicas_share_the_jobs_each_runs_once(stack: Stack) -> None:
     from services.directory.settings import Settings
 
     async with open_directory(stack) as first:
-        second = await create_server(Settings.from_env(stack.env()))
+        second = await create_server(Settings.from_env(stack.env_of("directory")))
         try:
             ws = (await first.workspace()).workspace.id
             jobs = []

@@ -315,7 +315,7 @@ async def test_list_persons_by_ids_names_only_this_workspaces_persons(stack: Sta
     """The gateway names the persons a page shows in one call; other workspaces' ids stay unnamed."""
     from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
-    from services.chassis.grpcio import channel
+    from tests.signing import channel
 
     await stack.start("directory")
     async with channel(stack.addresses["directory"]) as ch:

@@ -24,8 +24,8 @@ from frontdesk.v1 import (
     directory_pb2_grpc,
 )
 
-from services.chassis.grpcio import channel
 from tests.gateway_client import GatewayClient
+from tests.signing import channel
 from tests.stack import Stack
 
 T = TypeVar("T")

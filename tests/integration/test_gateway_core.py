@@ -22,10 +22,11 @@ import pytest
 from frontdesk.v1 import directory_pb2, directory_pb2_grpc
 from openapi_spec_validator import validate
 
+from deploy.embedded import free_port
 from gateway.routes import ROUTES
-from services.chassis.grpcio import channel
 from services.chassis.logs import JsonFormatter
 from tests.gateway_client import GatewayClient
+from tests.signing import channel
 from tests.stack import SERVICES, Stack
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -74,17 +75,23 @@ async def test_readyz_names_each_backend_and_turns_green_when_all_serve(stack: S
     async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as resp:
         body = await resp.json()
         assert resp.status == 200, body
-        assert body == {"status": "ready", "backends": {name: "serving" for name in SERVICES}}
+        assert body == {
+            "status": "ready",
+            "events": "subscribed",
+            "backends": {name: "serving" for name in SERVICES},
+        }
 
 
 async def test_metrics_expose_request_counts_per_route_template(stack: Stack) -> None:
     await _directory_with_acme(stack)
-    base = await stack.start_gateway()
+    metrics_port = free_port()
+    base = await stack.start_gateway(FRONTDESK_GATEWAY_METRICS_PORT=str(metrics_port))
     client = await _client(stack, base)
     await client.get("/healthz")
     await client.get("/api/v1/tickets/INC-123456")  # not signed in: 401, counted by template
     await client.get(f"/no-such-page-{uuid.uuid4().hex}")
-    status, text = await client.get("/metrics")
+    async with client.http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+        status, text = resp.status, await resp.text()
     assert status == 200
     assert 'frontdesk_http_requests_total{method="GET",route="/healthz",status="200"}' in text
     assert (

@@ -13,9 +13,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import asyncpg
+import grpc
 import pytest
+from frontdesk.v1 import directory_pb2, directory_pb2_grpc
 
 from deploy.embedded import port_in_use
+from services.chassis.grpcio import check_health
 from tests.gateway_client import GatewayClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +93,9 @@ def _free_base() -> int:
     # Four consecutive service ports and their metrics ports must be free.
     while True:
         base = free_port()
-        if not any(port_in_use(base + d) for d in (1, 2, 3, 4, 101, 102, 103, 104)):
+        if not any(
+            port_in_use(base + d) for d in (1, 2, 3, 4, 101, 102, 103, 104, 105, *range(110, 120))
+        ):
             return base
 
 
@@ -123,11 +129,26 @@ async def test_launcher_runs_the_suite_stops_cleanly_and_keeps_data(tmp_path: Pa
         assert body["backends"] == {
             n: "serving" for n in ("directory", "auth", "tickets", "compliance")
         }
+        await _components_talk_mutual_tls_only(data_dir, ports["base"])
+
+        # Each service has its own role owning only its database (issue 12).
+        assert "one role per service" in banner
+        pg = f"postgresql://frontdesk_tickets@127.0.0.1:{ports['pg']}"
+        own = await asyncpg.connect(f"{pg}/frontdesk_tickets")
+        try:
+            assert await own.fetchval("select count(*) from tickets") == 0
+        finally:
+            await own.close()
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await asyncpg.connect(f"{pg}/frontdesk_directory")
 
         # The CLI creates another workspace in the running suite; its admin can sign in.
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
         env.update(
-            FRONTDESK_PORT_BASE=str(ports["base"]), FRONTDESK_GATEWAY_PORT=str(ports["gateway"])
+            FRONTDESK_PORT_BASE=str(ports["base"]),
+            FRONTDESK_GATEWAY_PORT=str(ports["gateway"]),
+            # where the launcher's signing key and certificate are
+            FRONTDESK_DATA_DIR=str(data_dir),
         )
         created = await asyncio.to_thread(
             subprocess.run,
@@ -181,6 +202,36 @@ async def test_launcher_runs_the_suite_stops_cleanly_and_keeps_data(tmp_path: Pa
     finally:
         await asyncio.to_thread(_stop, proc)
     assert _children_alive(data_dir) == []
+
+
+async def _components_talk_mutual_tls_only(data_dir: Path, base: int) -> None:
+    """Every service port speaks TLS and wants a client certificate from the launcher's CA;
+    with one, a call still needs a signed principal."""
+    tls_dir = data_dir / "tls"
+    ca = (tls_dir / "ca.crt").read_bytes()
+    mine = grpc.ssl_channel_credentials(
+        root_certificates=ca,
+        private_key=(tls_dir / "launcher.key").read_bytes(),
+        certificate_chain=(tls_dir / "launcher.crt").read_bytes(),
+    )
+    for offset in range(1, 5):  # directory, auth, tickets, compliance
+        address = f"127.0.0.1:{base + offset}"
+        assert await check_health(address, timeout=2.0, credentials=mine)
+        # Plain text is refused, and so is TLS without a client certificate.
+        assert not await check_health(address, timeout=2.0)
+        assert not await check_health(
+            address, timeout=2.0, credentials=grpc.ssl_channel_credentials(root_certificates=ca)
+        )
+    async with grpc.aio.secure_channel(f"127.0.0.1:{base + 1}", mine) as ch:
+        stub = directory_pb2_grpc.DirectoryServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetWorkspace(directory_pb2.GetWorkspaceRequest(slug="acme"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{base + 1}") as ch:
+        stub = directory_pb2_grpc.DirectoryServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetWorkspace(directory_pb2.GetWorkspaceRequest(slug="acme"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_a_port_in_use_is_named_not_a_hang(tmp_path: Path) -> None:

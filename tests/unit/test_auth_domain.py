@@ -9,7 +9,6 @@ from cryptography.exceptions import InvalidTag
 
 from services.auth.crypto import Passwords, SecretBox, code_at, current_step, matching_step
 from services.auth.domain import (
-    InvalidArgument,
     ThrottlePolicy,
     check_new_password,
     common_passwords,
@@ -20,6 +19,7 @@ from services.auth.domain import (
     recovery_code_hash,
     token_hash,
 )
+from services.chassis.errors import InvalidField
 
 
 def test_common_password_list_is_shipped_and_large() -> None:
@@ -39,7 +39,7 @@ def test_common_password_list_is_shipped_and_large() -> None:
     ],
 )
 def test_weak_passwords_are_refused_with_the_field_named(password: str, problem: str) -> None:
-    with pytest.raises(InvalidArgument) as exc:
+    with pytest.raises(InvalidField) as exc:
         check_new_password(password, field="new_password", context=("ann@example.com", "Ann"))
     assert str(exc.value).startswith("new_password: ")
     assert problem in str(exc.value)

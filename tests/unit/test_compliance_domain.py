@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
+from services.chassis.caller import Caller
+from services.chassis.errors import FailedPrecondition
 from services.compliance.domain import (
-    Caller,
-    Conflict,
     ControlTest,
     can_see_test,
     check_transition,
@@ -59,7 +59,7 @@ def test_issue_workflow_allows_and_refuses() -> None:
     check_transition("resolved", "open")
     check_transition("accepted", "open")
     for current, target in [("closed", "open"), ("open", "open"), ("resolved", "remediation")]:
-        with pytest.raises(Conflict):
+        with pytest.raises(FailedPrecondition):
             check_transition(current, target)
 
 
@@ -89,6 +89,8 @@ def test_only_the_assignee_with_read_rights_or_a_manager_sees_a_test() -> None:
     assert not can_see_test(Caller(ws, other, portal), test)
     assert not can_see_test(Caller(ws, me, frozenset({"Control:read"})), test)
     assert can_see_test(Caller(ws, other, frozenset({"Control:manage"})), test)
-    assert can_see_test(Caller(ws, None, frozenset()), test)
+    # A service sees by its rights alone: without any it sees nothing ("no person" is no pass).
+    assert can_see_test(Caller.of_service("test", ws, {"Control:manage"}), test)
+    assert not can_see_test(Caller.of_service("test", ws, ()), test)
     assert test.effective_state(date(2026, 2, 1)) == "overdue"
     assert test.effective_state(date(2026, 1, 31)) == "scheduled"

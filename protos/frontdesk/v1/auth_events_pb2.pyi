@@ -30,19 +30,33 @@ class AuthEvent(_message.Message):
     PASSWORD_CHANGED_FIELD_NUMBER: _builtins.int
     EXTERNAL_IDENTITY_LINKED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def login_succeeded(self) -> Global___LoginSucceeded: ...
+    def login_succeeded(self) -> Global___LoginSucceeded:
+        """A person signed in (portal or management, by password, TOTP, recovery code or SSO)."""
+
     @_builtins.property
-    def login_failed(self) -> Global___LoginFailed: ...
+    def login_failed(self) -> Global___LoginFailed:
+        """A sign-in was refused (wrong password or code, throttled, deactivated, no portal access)."""
+
     @_builtins.property
-    def session_revoked(self) -> Global___SessionRevoked: ...
+    def session_revoked(self) -> Global___SessionRevoked:
+        """Sessions ended (sign-out, password change, deactivation, admin action): consumers drop what they cache for them."""
+
     @_builtins.property
-    def two_factor_enabled(self) -> Global___PersonRef: ...
+    def two_factor_enabled(self) -> Global___PersonRef:
+        """A person turned two-factor authentication on."""
+
     @_builtins.property
-    def two_factor_disabled(self) -> Global___PersonRef: ...
+    def two_factor_disabled(self) -> Global___PersonRef:
+        """A person's two-factor authentication was turned off (by them or an admin)."""
+
     @_builtins.property
-    def password_changed(self) -> Global___PersonRef: ...
+    def password_changed(self) -> Global___PersonRef:
+        """A person's password was changed or set; their other sessions end."""
+
     @_builtins.property
-    def external_identity_linked(self) -> Global___ExternalIdentityLinked: ...
+    def external_identity_linked(self) -> Global___ExternalIdentityLinked:
+        """A person was linked to an identity at the workspace's OpenID Provider (first SSO sign-in)."""
+
     def __init__(
         self,
         *,

@@ -659,12 +659,15 @@ class RegisterRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     CONFIRM_URL_BASE_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     email: _builtins.str
     name: _builtins.str
     password: _builtins.str
     confirm_url_base: _builtins.str
     """e.g. https://acme.example.com/register/confirm"""
+    client_ip: _builtins.str
+    """registrations are throttled per address and per e-mail"""
     def __init__(
         self,
         *,
@@ -673,10 +676,11 @@ class RegisterRequest(_message.Message):
         name: _builtins.str = ...,
         password: _builtins.str = ...,
         confirm_url_base: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirm_url_base", b"confirm_url_base", "email", b"email", "name", b"name", "password", b"password", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "confirm_url_base", b"confirm_url_base", "email", b"email", "name", b"name", "password", b"password", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -725,6 +729,44 @@ class ConfirmEmailRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConfirmEmailRequest: _TypeAlias = ConfirmEmailRequest  # noqa: Y015
+
+@_typing.final
+class GetMailStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    workspace_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        workspace_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMailStatusRequest: _TypeAlias = GetMailStatusRequest  # noqa: Y015
+
+@_typing.final
+class MailStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIGURED_FIELD_NUMBER: _builtins.int
+    configured: _builtins.bool
+    def __init__(
+        self,
+        *,
+        configured: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configured", b"configured"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailStatus: _TypeAlias = MailStatus  # noqa: Y015
 
 @_typing.final
 class SsoConfig(_message.Message):
@@ -964,8 +1006,15 @@ class CreateApiTokenRequest(_message.Message):
     CALLER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     EXPIRES_IN_DAYS_FIELD_NUMBER: _builtins.int
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     expires_in_days: _builtins.int
+    """1 .. the workspace's api_token_max_days"""
+    session_token: _builtins.str
+    """The interactive session the request comes from (an API token may not make tokens)."""
+    code: _builtins.str
+    """A current TOTP or recovery code, when the session did not just pass the second factor."""
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
     def __init__(
@@ -974,10 +1023,12 @@ class CreateApiTokenRequest(_message.Message):
         caller: _common_pb2.Caller | None = ...,
         name: _builtins.str = ...,
         expires_in_days: _builtins.int = ...,
+        session_token: _builtins.str = ...,
+        code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "expires_in_days", b"expires_in_days", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "code", b"code", "expires_in_days", b"expires_in_days", "name", b"name", "session_token", b"session_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1069,3 +1120,163 @@ class RevokeApiTokenRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeApiTokenRequest: _TypeAlias = RevokeApiTokenRequest  # noqa: Y015
+
+@_typing.final
+class GetPublicKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPublicKeysRequest: _TypeAlias = GetPublicKeysRequest  # noqa: Y015
+
+@_typing.final
+class PublicKey(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KID_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    JWK_FIELD_NUMBER: _builtins.int
+    kid: _builtins.str
+    """RFC 7638 thumbprint"""
+    issuer: _builtins.str
+    """the component whose key it is ("auth", "tickets", "gateway", ...)"""
+    jwk: _builtins.str
+    """the public JWK as JSON"""
+    def __init__(
+        self,
+        *,
+        kid: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        jwk: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuer", b"issuer", "jwk", b"jwk", "kid", b"kid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublicKey: _TypeAlias = PublicKey  # noqa: Y015
+
+@_typing.final
+class PublicKeys(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublicKey]: ...
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___PublicKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublicKeys: _TypeAlias = PublicKeys  # noqa: Y015
+
+@_typing.final
+class IssuePrincipalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKSPACE_ID_FIELD_NUMBER: _builtins.int
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    API_TOKEN_FIELD_NUMBER: _builtins.int
+    SURFACE_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    AUDIENCES_FIELD_NUMBER: _builtins.int
+    workspace_id: _builtins.str
+    session_token: _builtins.str
+    """One of them: a session cookie's token or a management API token."""
+    api_token: _builtins.str
+    surface: _builtins.str
+    """"portal" or "management" """
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """wanted; the principal carries these held by the person"""
+
+    @_builtins.property
+    def audiences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the services the principals are for"""
+
+    def __init__(
+        self,
+        *,
+        workspace_id: _builtins.str = ...,
+        session_token: _builtins.str = ...,
+        api_token: _builtins.str = ...,
+        surface: _builtins.str = ...,
+        permissions: _abc.Iterable[_builtins.str] | None = ...,
+        audiences: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_token", b"api_token", "audiences", b"audiences", "permissions", b"permissions", "session_token", b"session_token", "surface", b"surface", "workspace_id", b"workspace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuePrincipalRequest: _TypeAlias = IssuePrincipalRequest  # noqa: Y015
+
+@_typing.final
+class IssuedPrincipal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TokensEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    PERSON_ID_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    person_id: _builtins.str
+    expires_at: _builtins.int
+    """unix seconds"""
+    @_builtins.property
+    def tokens(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """audience -> signed principal (JWT)"""
+
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """what the principals carry"""
+
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        person_id: _builtins.str = ...,
+        permissions: _abc.Iterable[_builtins.str] | None = ...,
+        expires_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "permissions", b"permissions", "person_id", b"person_id", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuedPrincipal: _TypeAlias = IssuedPrincipal  # noqa: Y015

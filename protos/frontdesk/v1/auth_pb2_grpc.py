@@ -126,6 +126,11 @@ class AuthServiceStub:
                 request_serializer=frontdesk_dot_v1_dot_auth__pb2.ConfirmEmailRequest.SerializeToString,
                 response_deserializer=frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetMailStatus = channel.unary_unary(
+                '/frontdesk.v1.AuthService/GetMailStatus',
+                request_serializer=frontdesk_dot_v1_dot_auth__pb2.GetMailStatusRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_auth__pb2.MailStatus.FromString,
+                _registered_method=True)
         self.GetSsoConfig = channel.unary_unary(
                 '/frontdesk.v1.AuthService/GetSsoConfig',
                 request_serializer=frontdesk_dot_v1_dot_auth__pb2.GetSsoConfigRequest.SerializeToString,
@@ -160,6 +165,16 @@ class AuthServiceStub:
                 '/frontdesk.v1.AuthService/RevokeApiToken',
                 request_serializer=frontdesk_dot_v1_dot_auth__pb2.RevokeApiTokenRequest.SerializeToString,
                 response_deserializer=frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetPublicKeys = channel.unary_unary(
+                '/frontdesk.v1.AuthService/GetPublicKeys',
+                request_serializer=frontdesk_dot_v1_dot_auth__pb2.GetPublicKeysRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_auth__pb2.PublicKeys.FromString,
+                _registered_method=True)
+        self.IssuePrincipal = channel.unary_unary(
+                '/frontdesk.v1.AuthService/IssuePrincipal',
+                request_serializer=frontdesk_dot_v1_dot_auth__pb2.IssuePrincipalRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_auth__pb2.IssuedPrincipal.FromString,
                 _registered_method=True)
 
 
@@ -279,6 +294,13 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMailStatus(self, request, context):
+        """Whether auth can send mail (domain-limited registration needs it to confirm addresses).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSsoConfig(self, request, context):
         """OIDC single sign-on per workspace.
         """
@@ -319,6 +341,22 @@ class AuthServiceServicer:
 
     def RevokeApiToken(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPublicKeys(self, request, context):
+        """Identity between components (README "Identity between components").
+        The public keys that sign principals: auth's own (current and still-valid retired ones)
+        and each component's, by kid. Callable without a principal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssuePrincipal(self, request, context):
+        """The signed principal of a session or API token, one per audience (the gateway's call).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -416,6 +454,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=frontdesk_dot_v1_dot_auth__pb2.ConfirmEmailRequest.FromString,
                     response_serializer=frontdesk_dot_v1_dot_common__pb2.Empty.SerializeToString,
             ),
+            'GetMailStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMailStatus,
+                    request_deserializer=frontdesk_dot_v1_dot_auth__pb2.GetMailStatusRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_auth__pb2.MailStatus.SerializeToString,
+            ),
             'GetSsoConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSsoConfig,
                     request_deserializer=frontdesk_dot_v1_dot_auth__pb2.GetSsoConfigRequest.FromString,
@@ -450,6 +493,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiToken,
                     request_deserializer=frontdesk_dot_v1_dot_auth__pb2.RevokeApiTokenRequest.FromString,
                     response_serializer=frontdesk_dot_v1_dot_common__pb2.Empty.SerializeToString,
+            ),
+            'GetPublicKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPublicKeys,
+                    request_deserializer=frontdesk_dot_v1_dot_auth__pb2.GetPublicKeysRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_auth__pb2.PublicKeys.SerializeToString,
+            ),
+            'IssuePrincipal': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssuePrincipal,
+                    request_deserializer=frontdesk_dot_v1_dot_auth__pb2.IssuePrincipalRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_auth__pb2.IssuedPrincipal.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -950,6 +1003,33 @@ class AuthService:
             _registered_method=True)
 
     @staticmethod
+    def GetMailStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.AuthService/GetMailStatus',
+            frontdesk_dot_v1_dot_auth__pb2.GetMailStatusRequest.SerializeToString,
+            frontdesk_dot_v1_dot_auth__pb2.MailStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetSsoConfig(request,
             target,
             options=(),
@@ -1128,6 +1208,60 @@ class AuthService:
             '/frontdesk.v1.AuthService/RevokeApiToken',
             frontdesk_dot_v1_dot_auth__pb2.RevokeApiTokenRequest.SerializeToString,
             frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPublicKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.AuthService/GetPublicKeys',
+            frontdesk_dot_v1_dot_auth__pb2.GetPublicKeysRequest.SerializeToString,
+            frontdesk_dot_v1_dot_auth__pb2.PublicKeys.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssuePrincipal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.AuthService/IssuePrincipal',
+            frontdesk_dot_v1_dot_auth__pb2.IssuePrincipalRequest.SerializeToString,
+            frontdesk_dot_v1_dot_auth__pb2.IssuedPrincipal.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,8 @@ class AuthServiceStub:
     Register: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]
     """Self-registration and e-mail confirmation."""
     ConfirmEmail: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ConfirmEmailRequest, _common_pb2.Empty]
+    GetMailStatus: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetMailStatusRequest, _auth_pb2.MailStatus]
+    """Whether auth can send mail (domain-limited registration needs it to confirm addresses)."""
     GetSsoConfig: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetSsoConfigRequest, _auth_pb2.SsoConfig]
     """OIDC single sign-on per workspace."""
     PutSsoConfig: _grpc.UnaryUnaryMultiCallable[_auth_pb2.PutSsoConfigRequest, _auth_pb2.SsoConfig]
@@ -65,6 +67,13 @@ class AuthServiceStub:
     """Personal API tokens for scripts calling the management API."""
     ListApiTokens: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListApiTokensRequest, _auth_pb2.ListApiTokensResponse]
     RevokeApiToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeApiTokenRequest, _common_pb2.Empty]
+    GetPublicKeys: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetPublicKeysRequest, _auth_pb2.PublicKeys]
+    """Identity between components (README "Identity between components").
+    The public keys that sign principals: auth's own (current and still-valid retired ones)
+    and each component's, by kid. Callable without a principal.
+    """
+    IssuePrincipal: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IssuePrincipalRequest, _auth_pb2.IssuedPrincipal]
+    """The signed principal of a session or API token, one per audience (the gateway's call)."""
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -93,6 +102,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Register: _aio.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]  # type: ignore[assignment]
     """Self-registration and e-mail confirmation."""
     ConfirmEmail: _aio.UnaryUnaryMultiCallable[_auth_pb2.ConfirmEmailRequest, _common_pb2.Empty]  # type: ignore[assignment]
+    GetMailStatus: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetMailStatusRequest, _auth_pb2.MailStatus]  # type: ignore[assignment]
+    """Whether auth can send mail (domain-limited registration needs it to confirm addresses)."""
     GetSsoConfig: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetSsoConfigRequest, _auth_pb2.SsoConfig]  # type: ignore[assignment]
     """OIDC single sign-on per workspace."""
     PutSsoConfig: _aio.UnaryUnaryMultiCallable[_auth_pb2.PutSsoConfigRequest, _auth_pb2.SsoConfig]  # type: ignore[assignment]
@@ -102,6 +113,13 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Personal API tokens for scripts calling the management API."""
     ListApiTokens: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListApiTokensRequest, _auth_pb2.ListApiTokensResponse]  # type: ignore[assignment]
     RevokeApiToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeApiTokenRequest, _common_pb2.Empty]  # type: ignore[assignment]
+    GetPublicKeys: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetPublicKeysRequest, _auth_pb2.PublicKeys]  # type: ignore[assignment]
+    """Identity between components (README "Identity between components").
+    The public keys that sign principals: auth's own (current and still-valid retired ones)
+    and each component's, by kid. Callable without a principal.
+    """
+    IssuePrincipal: _aio.UnaryUnaryMultiCallable[_auth_pb2.IssuePrincipalRequest, _auth_pb2.IssuedPrincipal]  # type: ignore[assignment]
+    """The signed principal of a session or API token, one per audience (the gateway's call)."""
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """Credentials, sessions, two-factor, SSO, throttling and API tokens."""
@@ -237,6 +255,14 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_common_pb2.Empty, _abc.Awaitable[_common_pb2.Empty]]: ...
 
     @_abc_1.abstractmethod
+    def GetMailStatus(
+        self,
+        request: _auth_pb2.GetMailStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.MailStatus, _abc.Awaitable[_auth_pb2.MailStatus]]:
+        """Whether auth can send mail (domain-limited registration needs it to confirm addresses)."""
+
+    @_abc_1.abstractmethod
     def GetSsoConfig(
         self,
         request: _auth_pb2.GetSsoConfigRequest,
@@ -286,5 +312,24 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.RevokeApiTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Empty, _abc.Awaitable[_common_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPublicKeys(
+        self,
+        request: _auth_pb2.GetPublicKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.PublicKeys, _abc.Awaitable[_auth_pb2.PublicKeys]]:
+        """Identity between components (README "Identity between components").
+        The public keys that sign principals: auth's own (current and still-valid retired ones)
+        and each component's, by kid. Callable without a principal.
+        """
+
+    @_abc_1.abstractmethod
+    def IssuePrincipal(
+        self,
+        request: _auth_pb2.IssuePrincipalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.IssuedPrincipal, _abc.Awaitable[_auth_pb2.IssuedPrincipal]]:
+        """The signed principal of a session or API token, one per audience (the gateway's call)."""
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -20,8 +20,11 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Caller(_message.Message):
-    """Who is calling. The gateway fills it from the session; every service scopes each query
-    to workspace_id and re-checks the caller's right to each object with it.
+    """Who the caller says it is. Services do NOT trust it: each call carries a signed principal
+    in metadata ("authorization: Bearer <jwt>", services/chassis/principals.py) and the service
+    builds its Caller from that alone. Clients still fill it: the gateway and the services' own
+    signing interceptors read it to know which workspace (and, for the gateway, which of the
+    session's permissions) the principal should name.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -31,7 +34,7 @@ class Caller(_message.Message):
     PERMISSIONS_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     person_id: _builtins.str
-    """Empty for the system itself (launcher, consumers)."""
+    """Empty for a component acting on its own behalf (it signs its own service principal)."""
     @_builtins.property
     def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Effective permissions the gateway resolved ("Ticket:read", ...)."""

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$frontdesk/v1/compliance_events.proto\x12\x0c\x66rontdesk.v1\"\x92\x04\n\x0f\x43omplianceEvent\x12\x42\n\x15\x63ontrol_test_assigned\x18\x01 \x01(\x0b\x32!.frontdesk.v1.ControlTestAssignedH\x00\x12\x44\n\x16\x63ontrol_test_scheduled\x18\x02 \x01(\x0b\x32\".frontdesk.v1.ControlTestScheduledH\x00\x12\x44\n\x16\x63ontrol_test_completed\x18\x03 \x01(\x0b\x32\".frontdesk.v1.ControlTestCompletedH\x00\x12@\n\x14\x63ontrol_test_overdue\x18\x04 \x01(\x0b\x32 .frontdesk.v1.ControlTestOverdueH\x00\x12\x33\n\rissue_created\x18\x05 \x01(\x0b\x32\x1a.frontdesk.v1.IssueCreatedH\x00\x12\x35\n\x0eissue_assigned\x18\x06 \x01(\x0b\x32\x1b.frontdesk.v1.IssueAssignedH\x00\x12@\n\x14issue_status_changed\x18\x07 \x01(\x0b\x32 .frontdesk.v1.IssueStatusChangedH\x00\x12\x37\n\x0fissue_commented\x18\x08 \x01(\x0b\x32\x1c.frontdesk.v1.IssueCommentedH\x00\x42\x06\n\x04kind\"\xa3\x01\n\x0e\x43ontrolTestRef\x12\x17\n\x0f\x63ontrol_test_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x12\n\ncontrol_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontrol_number\x18\x04 \x01(\t\x12\x15\n\rcontrol_title\x18\x05 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x06 \x01(\t\x12\x10\n\x08\x64ue_date\x18\x07 \x01(\t\"|\n\x14\x43ontrolTestScheduled\x12*\n\x04test\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.ControlTestRef\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x64_hoc\x18\x04 \x01(\x08\"_\n\x13\x43ontrolTestAssigned\x12*\n\x04test\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.ControlTestRef\x12\x1c\n\x14previous_assignee_id\x18\x02 \x01(\t\"w\n\x14\x43ontrolTestCompleted\x12*\n\x04test\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.ControlTestRef\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x11\n\ttester_id\x18\x03 \x01(\t\x12\x10\n\x08issue_id\x18\x04 \x01(\t\"@\n\x12\x43ontrolTestOverdue\x12*\n\x04test\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.ControlTestRef\"\x9f\x01\n\x08IssueRef\x12\x10\n\x08issue_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x06 \x01(\t\x12\x12\n\ncontrol_id\x18\x07 \x01(\t\x12\x17\n\x0f\x63ontrol_test_id\x18\x08 \x01(\t\"d\n\x0cIssueCreated\x12%\n\x05issue\x18\x01 \x01(\x0b\x32\x16.frontdesk.v1.IssueRef\x12\x13\n\x0breporter_id\x18\x02 \x01(\t\x12\x18\n\x10\x66rom_failed_test\x18\x03 \x01(\x08\"T\n\rIssueAssigned\x12%\n\x05issue\x18\x01 \x01(\x0b\x32\x16.frontdesk.v1.IssueRef\x12\x1c\n\x14previous_assignee_id\x18\x02 \x01(\t\"q\n\x12IssueStatusChanged\x12%\n\x05issue\x18\x01 \x01(\x0b\x32\x16.frontdesk.v1.IssueRef\x12\x13\n\x0b\x66rom_status\x18\x02 \x01(\t\x12\x11\n\tto_status\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"^\n\x0eIssueCommented\x12%\n\x05issue\x18\x01 \x01(\x0b\x32\x16.frontdesk.v1.IssueRef\x12\x12\n\ncomment_id\x18\x02 \x01(\t\x12\x11\n\tauthor_id\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$frontdesk/v1/compliance_events.proto\x12\x0c\x66rontdesk.v1\"\xa0\x05\n\x0f\x43omplianceEvent\x12\x42\n\x15\x63ontrol_test_assigned\x18\x01 \x01(\x0b\x32!.frontdesk.v1.ControlTestAssignedH\x00\x12\x44\n\x16\x63ontrol_test_scheduled\x18\x02 \x01(\x0b\x32\".frontdesk.v1.ControlTestScheduledH\x00\x12\x44\n\x16\x63ontrol_test_completed\x18\x03 \x01(\x0b\x32\".frontdesk.v1.ControlTestCompletedH\x00\x12@\n\x14\x63ontrol_test_overdue\x18\x04 \x01(\x0b\x32 .frontdesk.v1.ControlTestOverdueH\x00\x12\x33\n\rissue_created\x18\x05 \x01(\x0b\x32\x1a.frontdesk.v1.IssueCreatedH\x00\x12\x35\n\x0eissue_assigned\x18\x06 \x01(\x0b\x32\x1b.frontdesk.v1.IssueAssignedH\x00\x12@\n\x14issue_status_changed\x18\x07 \x01(\x0b\x32 .frontdesk.v1.IssueStatusChangedH\x00\x12\x37\n\x0fissue_commented\x18\x08 \x01(\x0b\x32\x1c.frontdesk.v1.IssueCommentedH\x00\x12\x43\n\x10\x61ttachment_added\x18\x14 \x01(\x0b\x32\'.frontdesk.v1.ComplianceAttachmentAddedH\x00\x12G\n\x12\x61ttachment_removed\x18\x15 \x01(\x0b\x32).frontdesk.v1.ComplianceAttachmentRemovedH\x00\x42\x06\n\x04kind\"\xac\x01\n\x19\x43omplianceAttachmentAdded\x12\x11\n\titem_kind\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\t\x12\x15\n\rattachment_id\x18\x04 \x01(\t\x12\x12\n\ncomment_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x0c\n\x04size\x18\x07 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x08 \x01(\t\"\x8b\x01\n\x1b\x43omplianceAttachmentRemoved\x12\x11\n\titem_kind\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\t\x12\x15\n\rattachment_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x13\n\x0buploader_id\x18\x06 \x01(\t\"\xa3\x01\n\x0e\x43ontrolTestRef\x12\x17\n\x0f\x63ontrol_test_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x12\n\ncontrol_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontrol_number\x18\x04 \x01(\t\x12\x15\n\rcontrol_title\x18\x05 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x06 \x01(\t\x12\x10\n\x08\x64ue_date\x18\x07 \x01(\t\"|\n\x14\x43ontrolTestScheduled\x12*\n\x04test\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.ControlTestRef\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x64_hoc\x18\x04 \x01(\x08\"_\n\x13\x43ontrolTestAssigned\x12*\n\x04test\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.ControlTestRef\x12\x1c\n\x14previous_assignee_id\x18\x02 \x01(\t\"w\n\x14\x43ontrolTestCompleted\x12*\n\x04test\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.ControlTestRef\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x11\n\ttester_id\x18\x03 \x01(\t\x12\x10\n\x08issue_id\x18\x04 \x01(\t\"@\n\x12\x43ontrolTestOverdue\x12*\n\x04test\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.ControlTestRef\"\x9f\x01\n\x08IssueRef\x12\x10\n\x08issue_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x06 \x01(\t\x12\x12\n\ncontrol_id\x18\x07 \x01(\t\x12\x17\n\x0f\x63ontrol_test_id\x18\x08 \x01(\t\"d\n\x0cIssueCreated\x12%\n\x05issue\x18\x01 \x01(\x0b\x32\x16.frontdesk.v1.IssueRef\x12\x13\n\x0breporter_id\x18\x02 \x01(\t\x12\x18\n\x10\x66rom_failed_test\x18\x03 \x01(\x08\"T\n\rIssueAssigned\x12%\n\x05issue\x18\x01 \x01(\x0b\x32\x16.frontdesk.v1.IssueRef\x12\x1c\n\x14previous_assignee_id\x18\x02 \x01(\t\"q\n\x12IssueStatusChanged\x12%\n\x05issue\x18\x01 \x01(\x0b\x32\x16.frontdesk.v1.IssueRef\x12\x13\n\x0b\x66rom_status\x18\x02 \x01(\t\x12\x11\n\tto_status\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"^\n\x0eIssueCommented\x12%\n\x05issue\x18\x01 \x01(\x0b\x32\x16.frontdesk.v1.IssueRef\x12\x12\n\ncomment_id\x18\x02 \x01(\t\x12\x11\n\tauthor_id\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,25 +32,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'frontdesk.v1.compliance_eve
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMPLIANCEEVENT']._serialized_start=55
-  _globals['_COMPLIANCEEVENT']._serialized_end=585
-  _globals['_CONTROLTESTREF']._serialized_start=588
-  _globals['_CONTROLTESTREF']._serialized_end=751
-  _globals['_CONTROLTESTSCHEDULED']._serialized_start=753
-  _globals['_CONTROLTESTSCHEDULED']._serialized_end=877
-  _globals['_CONTROLTESTASSIGNED']._serialized_start=879
-  _globals['_CONTROLTESTASSIGNED']._serialized_end=974
-  _globals['_CONTROLTESTCOMPLETED']._serialized_start=976
-  _globals['_CONTROLTESTCOMPLETED']._serialized_end=1095
-  _globals['_CONTROLTESTOVERDUE']._serialized_start=1097
-  _globals['_CONTROLTESTOVERDUE']._serialized_end=1161
-  _globals['_ISSUEREF']._serialized_start=1164
-  _globals['_ISSUEREF']._serialized_end=1323
-  _globals['_ISSUECREATED']._serialized_start=1325
-  _globals['_ISSUECREATED']._serialized_end=1425
-  _globals['_ISSUEASSIGNED']._serialized_start=1427
-  _globals['_ISSUEASSIGNED']._serialized_end=1511
-  _globals['_ISSUESTATUSCHANGED']._serialized_start=1513
-  _globals['_ISSUESTATUSCHANGED']._serialized_end=1626
-  _globals['_ISSUECOMMENTED']._serialized_start=1628
-  _globals['_ISSUECOMMENTED']._serialized_end=1722
+  _globals['_COMPLIANCEEVENT']._serialized_end=727
+  _globals['_COMPLIANCEATTACHMENTADDED']._serialized_start=730
+  _globals['_COMPLIANCEATTACHMENTADDED']._serialized_end=902
+  _globals['_COMPLIANCEATTACHMENTREMOVED']._serialized_start=905
+  _globals['_COMPLIANCEATTACHMENTREMOVED']._serialized_end=1044
+  _globals['_CONTROLTESTREF']._serialized_start=1047
+  _globals['_CONTROLTESTREF']._serialized_end=1210
+  _globals['_CONTROLTESTSCHEDULED']._serialized_start=1212
+  _globals['_CONTROLTESTSCHEDULED']._serialized_end=1336
+  _globals['_CONTROLTESTASSIGNED']._serialized_start=1338
+  _globals['_CONTROLTESTASSIGNED']._serialized_end=1433
+  _globals['_CONTROLTESTCOMPLETED']._serialized_start=1435
+  _globals['_CONTROLTESTCOMPLETED']._serialized_end=1554
+  _globals['_CONTROLTESTOVERDUE']._serialized_start=1556
+  _globals['_CONTROLTESTOVERDUE']._serialized_end=1620
+  _globals['_ISSUEREF']._serialized_start=1623
+  _globals['_ISSUEREF']._serialized_end=1782
+  _globals['_ISSUECREATED']._serialized_start=1784
+  _globals['_ISSUECREATED']._serialized_end=1884
+  _globals['_ISSUEASSIGNED']._serialized_start=1886
+  _globals['_ISSUEASSIGNED']._serialized_end=1970
+  _globals['_ISSUESTATUSCHANGED']._serialized_start=1972
+  _globals['_ISSUESTATUSCHANGED']._serialized_end=2085
+  _globals['_ISSUECOMMENTED']._serialized_start=2087
+  _globals['_ISSUECOMMENTED']._serialized_end=2181
 # @@protoc_insertion_point(module_scope)

@@ -33,22 +33,48 @@ class ComplianceEvent(_message.Message):
     ISSUE_ASSIGNED_FIELD_NUMBER: _builtins.int
     ISSUE_STATUS_CHANGED_FIELD_NUMBER: _builtins.int
     ISSUE_COMMENTED_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ADDED_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_REMOVED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def control_test_assigned(self) -> Global___ControlTestAssigned: ...
+    def control_test_assigned(self) -> Global___ControlTestAssigned:
+        """A control test got an assignee (at creation or by reassignment)."""
+
     @_builtins.property
-    def control_test_scheduled(self) -> Global___ControlTestScheduled: ...
+    def control_test_scheduled(self) -> Global___ControlTestScheduled:
+        """A control test was created for a period, from the control's frequency or by hand."""
+
     @_builtins.property
-    def control_test_completed(self) -> Global___ControlTestCompleted: ...
+    def control_test_completed(self) -> Global___ControlTestCompleted:
+        """A control test was completed with a result; a failure names the issue it opened."""
+
     @_builtins.property
-    def control_test_overdue(self) -> Global___ControlTestOverdue: ...
+    def control_test_overdue(self) -> Global___ControlTestOverdue:
+        """A control test passed its due date without being completed (published once)."""
+
     @_builtins.property
-    def issue_created(self) -> Global___IssueCreated: ...
+    def issue_created(self) -> Global___IssueCreated:
+        """An issue was opened (by hand or by a failed control test)."""
+
     @_builtins.property
-    def issue_assigned(self) -> Global___IssueAssigned: ...
+    def issue_assigned(self) -> Global___IssueAssigned:
+        """An issue got a new assignee."""
+
     @_builtins.property
-    def issue_status_changed(self) -> Global___IssueStatusChanged: ...
+    def issue_status_changed(self) -> Global___IssueStatusChanged:
+        """An issue moved from one status to another."""
+
     @_builtins.property
-    def issue_commented(self) -> Global___IssueCommented: ...
+    def issue_commented(self) -> Global___IssueCommented:
+        """A comment was added to an issue (bodies are never published)."""
+
+    @_builtins.property
+    def attachment_added(self) -> Global___ComplianceAttachmentAdded:
+        """A file was attached to the item or one of its comments (metadata only, never the bytes)."""
+
+    @_builtins.property
+    def attachment_removed(self) -> Global___ComplianceAttachmentRemoved:
+        """A file was removed from the item by its uploader or an agent (its object is deleted)."""
+
     def __init__(
         self,
         *,
@@ -60,16 +86,96 @@ class ComplianceEvent(_message.Message):
         issue_assigned: Global___IssueAssigned | None = ...,
         issue_status_changed: Global___IssueStatusChanged | None = ...,
         issue_commented: Global___IssueCommented | None = ...,
+        attachment_added: Global___ComplianceAttachmentAdded | None = ...,
+        attachment_removed: Global___ComplianceAttachmentRemoved | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["control_test_assigned", b"control_test_assigned", "control_test_completed", b"control_test_completed", "control_test_overdue", b"control_test_overdue", "control_test_scheduled", b"control_test_scheduled", "issue_assigned", b"issue_assigned", "issue_commented", b"issue_commented", "issue_created", b"issue_created", "issue_status_changed", b"issue_status_changed", "kind", b"kind"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment_added", b"attachment_added", "attachment_removed", b"attachment_removed", "control_test_assigned", b"control_test_assigned", "control_test_completed", b"control_test_completed", "control_test_overdue", b"control_test_overdue", "control_test_scheduled", b"control_test_scheduled", "issue_assigned", b"issue_assigned", "issue_commented", b"issue_commented", "issue_created", b"issue_created", "issue_status_changed", b"issue_status_changed", "kind", b"kind"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_test_assigned", b"control_test_assigned", "control_test_completed", b"control_test_completed", "control_test_overdue", b"control_test_overdue", "control_test_scheduled", b"control_test_scheduled", "issue_assigned", b"issue_assigned", "issue_commented", b"issue_commented", "issue_created", b"issue_created", "issue_status_changed", b"issue_status_changed", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_added", b"attachment_added", "attachment_removed", b"attachment_removed", "control_test_assigned", b"control_test_assigned", "control_test_completed", b"control_test_completed", "control_test_overdue", b"control_test_overdue", "control_test_scheduled", b"control_test_scheduled", "issue_assigned", b"issue_assigned", "issue_commented", b"issue_commented", "issue_created", b"issue_created", "issue_status_changed", b"issue_status_changed", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["control_test_assigned", "control_test_scheduled", "control_test_completed", "control_test_overdue", "issue_created", "issue_assigned", "issue_status_changed", "issue_commented"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["control_test_assigned", "control_test_scheduled", "control_test_completed", "control_test_overdue", "issue_created", "issue_assigned", "issue_status_changed", "issue_commented", "attachment_added", "attachment_removed"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___ComplianceEvent: _TypeAlias = ComplianceEvent  # noqa: Y015
+
+@_typing.final
+class ComplianceAttachmentAdded(_message.Message):
+    """A file was attached to an issue, an issue's comment or a control test (its evidence)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_KIND_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    item_kind: _builtins.str
+    """"issue" or "control_test" """
+    item_id: _builtins.str
+    number: _builtins.str
+    """"ISS-4", "TST-12" """
+    attachment_id: _builtins.str
+    comment_id: _builtins.str
+    name: _builtins.str
+    size: _builtins.int
+    content_type: _builtins.str
+    def __init__(
+        self,
+        *,
+        item_kind: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        size: _builtins.int = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "comment_id", b"comment_id", "content_type", b"content_type", "item_id", b"item_id", "item_kind", b"item_kind", "name", b"name", "number", b"number", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComplianceAttachmentAdded: _TypeAlias = ComplianceAttachmentAdded  # noqa: Y015
+
+@_typing.final
+class ComplianceAttachmentRemoved(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_KIND_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    UPLOADER_ID_FIELD_NUMBER: _builtins.int
+    item_kind: _builtins.str
+    item_id: _builtins.str
+    number: _builtins.str
+    attachment_id: _builtins.str
+    name: _builtins.str
+    uploader_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        item_kind: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        uploader_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "item_id", b"item_id", "item_kind", b"item_kind", "name", b"name", "number", b"number", "uploader_id", b"uploader_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComplianceAttachmentRemoved: _TypeAlias = ComplianceAttachmentRemoved  # noqa: Y015
 
 @_typing.final
 class ControlTestRef(_message.Message):

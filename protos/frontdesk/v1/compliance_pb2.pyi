@@ -473,6 +473,7 @@ class ControlTest(_message.Message):
     ISSUE_NUMBER_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FILES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workspace_id: _builtins.str
     number: _builtins.str
@@ -509,6 +510,10 @@ class ControlTest(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def evidence_files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ComplianceAttachment]:
+        """filled by GetControlTest"""
+
     def __init__(
         self,
         *,
@@ -538,10 +543,11 @@ class ControlTest(_message.Message):
         issue_number: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        evidence_files: _abc.Iterable[Global___ComplianceAttachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "reviewed_at", b"reviewed_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ad_hoc", b"ad_hoc", "assignee_id", b"assignee_id", "completed_at", b"completed_at", "control_id", b"control_id", "control_number", b"control_number", "control_title", b"control_title", "created_at", b"created_at", "due_date", b"due_date", "evidence", b"evidence", "id", b"id", "issue_id", b"issue_id", "issue_number", b"issue_number", "notes", b"notes", "number", b"number", "period_end", b"period_end", "period_start", b"period_start", "result", b"result", "review", b"review", "review_notes", b"review_notes", "reviewed_at", b"reviewed_at", "reviewer_id", b"reviewer_id", "state", b"state", "test_procedure", b"test_procedure", "tester_id", b"tester_id", "updated_at", b"updated_at", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ad_hoc", b"ad_hoc", "assignee_id", b"assignee_id", "completed_at", b"completed_at", "control_id", b"control_id", "control_number", b"control_number", "control_title", b"control_title", "created_at", b"created_at", "due_date", b"due_date", "evidence", b"evidence", "evidence_files", b"evidence_files", "id", b"id", "issue_id", b"issue_id", "issue_number", b"issue_number", "notes", b"notes", "number", b"number", "period_end", b"period_end", "period_start", b"period_start", "result", b"result", "review", b"review", "review_notes", b"review_notes", "reviewed_at", b"reviewed_at", "reviewer_id", b"reviewer_id", "state", b"state", "test_procedure", b"test_procedure", "tester_id", b"tester_id", "updated_at", b"updated_at", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -744,6 +750,7 @@ class CompleteControlTestRequest(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
     control_test_id: _builtins.str
     result: Global___ControlTestResult.ValueType
     """required"""
@@ -751,6 +758,10 @@ class CompleteControlTestRequest(_message.Message):
     evidence: _builtins.str
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """staged evidence files, attached with the result"""
+
     def __init__(
         self,
         *,
@@ -759,10 +770,11 @@ class CompleteControlTestRequest(_message.Message):
         result: Global___ControlTestResult.ValueType = ...,
         notes: _builtins.str = ...,
         evidence: _builtins.str = ...,
+        attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "control_test_id", b"control_test_id", "evidence", b"evidence", "notes", b"notes", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "caller", b"caller", "control_test_id", b"control_test_id", "evidence", b"evidence", "notes", b"notes", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -995,6 +1007,205 @@ class IssueComment(_message.Message):
 Global___IssueComment: _TypeAlias = IssueComment  # noqa: Y015
 
 @_typing.final
+class ComplianceAttachment(_message.Message):
+    """A file of an issue (comment_id empty: given at its creation), of an issue's comment, or the
+    evidence of a control test.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ITEM_KIND_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    UPLOADER_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    INLINE_IMAGE_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    item_kind: _builtins.str
+    """"issue" or "control_test"; empty while staged"""
+    item_id: _builtins.str
+    comment_id: _builtins.str
+    uploader_id: _builtins.str
+    name: _builtins.str
+    """cleaned"""
+    content_type: _builtins.str
+    """judged from the content"""
+    size: _builtins.int
+    sha256: _builtins.str
+    inline_image: _builtins.bool
+    internal: _builtins.bool
+    """always false (compliance has no internal notes); shaped like tickets'"""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        item_kind: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        uploader_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        inline_image: _builtins.bool = ...,
+        internal: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment_id", b"comment_id", "content_type", b"content_type", "created_at", b"created_at", "id", b"id", "inline_image", b"inline_image", "internal", b"internal", "item_id", b"item_id", "item_kind", b"item_kind", "name", b"name", "sha256", b"sha256", "size", b"size", "uploader_id", b"uploader_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComplianceAttachment: _TypeAlias = ComplianceAttachment  # noqa: Y015
+
+@_typing.final
+class ComplianceAttachmentHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    ITEM_KIND_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    item_kind: _builtins.str
+    """"issue" or "control_test" """
+    item_id: _builtins.str
+    """empty with "issue": for a new issue"""
+    name: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        item_kind: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "item_id", b"item_id", "item_kind", b"item_kind", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComplianceAttachmentHeader: _TypeAlias = ComplianceAttachmentHeader  # noqa: Y015
+
+@_typing.final
+class UploadComplianceAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    @_builtins.property
+    def header(self) -> Global___ComplianceAttachmentHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ComplianceAttachmentHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___UploadComplianceAttachmentRequest: _TypeAlias = UploadComplianceAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class GetComplianceAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    ITEM_KIND_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    item_kind: _builtins.str
+    item_id: _builtins.str
+    attachment_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        item_kind: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "caller", b"caller", "item_id", b"item_id", "item_kind", b"item_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetComplianceAttachmentRequest: _TypeAlias = GetComplianceAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class ComplianceAttachmentDownload(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """presigned GET, valid for 60 seconds; never shown to users"""
+    @_builtins.property
+    def attachment(self) -> Global___ComplianceAttachment: ...
+    def __init__(
+        self,
+        *,
+        attachment: Global___ComplianceAttachment | None = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComplianceAttachmentDownload: _TypeAlias = ComplianceAttachmentDownload  # noqa: Y015
+
+@_typing.final
+class RemoveComplianceAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    ITEM_KIND_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    item_kind: _builtins.str
+    item_id: _builtins.str
+    attachment_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        item_kind: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "caller", b"caller", "item_id", b"item_id", "item_kind", b"item_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveComplianceAttachmentRequest: _TypeAlias = RemoveComplianceAttachmentRequest  # noqa: Y015
+
+@_typing.final
 class IssueChange(_message.Message):
     """One change: field "status", "assignee", "severity", "title", ...; "created" for the creation."""
 
@@ -1038,6 +1249,7 @@ class IssueDetail(_message.Message):
     ISSUE_FIELD_NUMBER: _builtins.int
     COMMENTS_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def issue(self) -> Global___Issue: ...
     @_builtins.property
@@ -1048,16 +1260,21 @@ class IssueDetail(_message.Message):
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssueChange]:
         """oldest first, starting with the creation"""
 
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ComplianceAttachment]:
+        """oldest first"""
+
     def __init__(
         self,
         *,
         issue: Global___Issue | None = ...,
         comments: _abc.Iterable[Global___IssueComment] | None = ...,
         history: _abc.Iterable[Global___IssueChange] | None = ...,
+        attachments: _abc.Iterable[Global___ComplianceAttachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["issue", b"issue"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "history", b"history", "issue", b"issue"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "comments", b"comments", "history", b"history", "issue", b"issue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1075,6 +1292,7 @@ class CreateIssueRequest(_message.Message):
     REMEDIATION_DUE_DATE_FIELD_NUMBER: _builtins.int
     CONTROL_ID_FIELD_NUMBER: _builtins.int
     CONTROL_TEST_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     """required"""
     description: _builtins.str
@@ -1086,6 +1304,10 @@ class CreateIssueRequest(_message.Message):
     control_test_id: _builtins.str
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """staged files, attached to the new issue"""
+
     def __init__(
         self,
         *,
@@ -1097,10 +1319,11 @@ class CreateIssueRequest(_message.Message):
         remediation_due_date: _builtins.str = ...,
         control_id: _builtins.str = ...,
         control_test_id: _builtins.str = ...,
+        attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "caller", b"caller", "control_id", b"control_id", "control_test_id", b"control_test_id", "description", b"description", "remediation_due_date", b"remediation_due_date", "severity", b"severity", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee_id", b"assignee_id", "attachment_ids", b"attachment_ids", "caller", b"caller", "control_id", b"control_id", "control_test_id", b"control_test_id", "description", b"description", "remediation_due_date", b"remediation_due_date", "severity", b"severity", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1343,21 +1566,27 @@ class AddIssueCommentRequest(_message.Message):
     CALLER_FIELD_NUMBER: _builtins.int
     ISSUE_ID_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
     issue_id: _builtins.str
     body: _builtins.str
-    """required, at most 10000 characters"""
+    """required unless files are attached, at most 10000 characters"""
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """staged files, attached to this comment"""
+
     def __init__(
         self,
         *,
         caller: _common_pb2.Caller | None = ...,
         issue_id: _builtins.str = ...,
         body: _builtins.str = ...,
+        attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "caller", b"caller", "issue_id", b"issue_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "body", b"body", "caller", b"caller", "issue_id", b"issue_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -151,6 +151,21 @@ class ComplianceServiceStub:
                 request_serializer=frontdesk_dot_v1_dot_compliance__pb2.AddIssueCommentRequest.SerializeToString,
                 response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.IssueComment.FromString,
                 _registered_method=True)
+        self.UploadAttachment = channel.stream_unary(
+                '/frontdesk.v1.ComplianceService/UploadAttachment',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.UploadComplianceAttachmentRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ComplianceAttachment.FromString,
+                _registered_method=True)
+        self.GetAttachment = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/GetAttachment',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.GetComplianceAttachmentRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_compliance__pb2.ComplianceAttachmentDownload.FromString,
+                _registered_method=True)
+        self.RemoveAttachment = channel.unary_unary(
+                '/frontdesk.v1.ComplianceService/RemoveAttachment',
+                request_serializer=frontdesk_dot_v1_dot_compliance__pb2.RemoveComplianceAttachmentRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ComplianceServiceServicer:
@@ -321,6 +336,34 @@ class ComplianceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadAttachment(self, request_iterator, context):
+        """Files: evidence of control tests, files of issues and their comments. UploadAttachment
+        streams one file in (the first message its header, then its bytes) and stages it for its
+        uploader; CompleteControlTest, CreateIssue and AddIssueComment attach staged files named
+        in attachment_ids in their transaction. Who may stage: for a control test, whoever may
+        complete it (while it is open); for an issue, whoever may comment on it (for a new one,
+        Issue:manage). Refusals are INVALID_ARGUMENT with trailing metadata fd-reason
+        (too_large, unsupported_type, invalid); UNAVAILABLE when the object store is down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttachment(self, request, context):
+        """A file of an item the caller may see (the item's checks), with a 60-second presigned URL.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAttachment(self, request, context):
+        """Its uploader or the item's manager (Issue:manage, Control:manage); a completed test's
+        evidence is locked (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComplianceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -423,6 +466,21 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
                     servicer.AddIssueComment,
                     request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.AddIssueCommentRequest.FromString,
                     response_serializer=frontdesk_dot_v1_dot_compliance__pb2.IssueComment.SerializeToString,
+            ),
+            'UploadAttachment': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadAttachment,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.UploadComplianceAttachmentRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ComplianceAttachment.SerializeToString,
+            ),
+            'GetAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAttachment,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.GetComplianceAttachmentRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_compliance__pb2.ComplianceAttachmentDownload.SerializeToString,
+            ),
+            'RemoveAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAttachment,
+                    request_deserializer=frontdesk_dot_v1_dot_compliance__pb2.RemoveComplianceAttachmentRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_common__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -981,6 +1039,87 @@ class ComplianceService:
             '/frontdesk.v1.ComplianceService/AddIssueComment',
             frontdesk_dot_v1_dot_compliance__pb2.AddIssueCommentRequest.SerializeToString,
             frontdesk_dot_v1_dot_compliance__pb2.IssueComment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadAttachment(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/frontdesk.v1.ComplianceService/UploadAttachment',
+            frontdesk_dot_v1_dot_compliance__pb2.UploadComplianceAttachmentRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ComplianceAttachment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/GetAttachment',
+            frontdesk_dot_v1_dot_compliance__pb2.GetComplianceAttachmentRequest.SerializeToString,
+            frontdesk_dot_v1_dot_compliance__pb2.ComplianceAttachmentDownload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.ComplianceService/RemoveAttachment',
+            frontdesk_dot_v1_dot_compliance__pb2.RemoveComplianceAttachmentRequest.SerializeToString,
+            frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -107,6 +107,21 @@ class ComplianceServiceStub:
     """Issue:read: the issues assigned to the caller."""
     AddIssueComment: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.AddIssueCommentRequest, _compliance_pb2.IssueComment]
     """The assignee (Issue:read) or Issue:manage. Closed issues take no comments."""
+    UploadAttachment: _grpc.StreamUnaryMultiCallable[_compliance_pb2.UploadComplianceAttachmentRequest, _compliance_pb2.ComplianceAttachment]
+    """Files: evidence of control tests, files of issues and their comments. UploadAttachment
+    streams one file in (the first message its header, then its bytes) and stages it for its
+    uploader; CompleteControlTest, CreateIssue and AddIssueComment attach staged files named
+    in attachment_ids in their transaction. Who may stage: for a control test, whoever may
+    complete it (while it is open); for an issue, whoever may comment on it (for a new one,
+    Issue:manage). Refusals are INVALID_ARGUMENT with trailing metadata fd-reason
+    (too_large, unsupported_type, invalid); UNAVAILABLE when the object store is down.
+    """
+    GetAttachment: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.GetComplianceAttachmentRequest, _compliance_pb2.ComplianceAttachmentDownload]
+    """A file of an item the caller may see (the item's checks), with a 60-second presigned URL."""
+    RemoveAttachment: _grpc.UnaryUnaryMultiCallable[_compliance_pb2.RemoveComplianceAttachmentRequest, _common_pb2.Empty]
+    """Its uploader or the item's manager (Issue:manage, Control:manage); a completed test's
+    evidence is locked (FAILED_PRECONDITION).
+    """
 
 @_typing.type_check_only
 class ComplianceServiceAsyncStub(ComplianceServiceStub):
@@ -186,6 +201,21 @@ class ComplianceServiceAsyncStub(ComplianceServiceStub):
     """Issue:read: the issues assigned to the caller."""
     AddIssueComment: _aio.UnaryUnaryMultiCallable[_compliance_pb2.AddIssueCommentRequest, _compliance_pb2.IssueComment]  # type: ignore[assignment]
     """The assignee (Issue:read) or Issue:manage. Closed issues take no comments."""
+    UploadAttachment: _aio.StreamUnaryMultiCallable[_compliance_pb2.UploadComplianceAttachmentRequest, _compliance_pb2.ComplianceAttachment]  # type: ignore[assignment]
+    """Files: evidence of control tests, files of issues and their comments. UploadAttachment
+    streams one file in (the first message its header, then its bytes) and stages it for its
+    uploader; CompleteControlTest, CreateIssue and AddIssueComment attach staged files named
+    in attachment_ids in their transaction. Who may stage: for a control test, whoever may
+    complete it (while it is open); for an issue, whoever may comment on it (for a new one,
+    Issue:manage). Refusals are INVALID_ARGUMENT with trailing metadata fd-reason
+    (too_large, unsupported_type, invalid); UNAVAILABLE when the object store is down.
+    """
+    GetAttachment: _aio.UnaryUnaryMultiCallable[_compliance_pb2.GetComplianceAttachmentRequest, _compliance_pb2.ComplianceAttachmentDownload]  # type: ignore[assignment]
+    """A file of an item the caller may see (the item's checks), with a 60-second presigned URL."""
+    RemoveAttachment: _aio.UnaryUnaryMultiCallable[_compliance_pb2.RemoveComplianceAttachmentRequest, _common_pb2.Empty]  # type: ignore[assignment]
+    """Its uploader or the item's manager (Issue:manage, Control:manage); a completed test's
+    evidence is locked (FAILED_PRECONDITION).
+    """
 
 class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Controls, control tests and issues.
@@ -382,5 +412,38 @@ class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compliance_pb2.IssueComment, _abc.Awaitable[_compliance_pb2.IssueComment]]:
         """The assignee (Issue:read) or Issue:manage. Closed issues take no comments."""
+
+    @_abc_1.abstractmethod
+    def UploadAttachment(
+        self,
+        request_iterator: _MaybeAsyncIterator[_compliance_pb2.UploadComplianceAttachmentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ComplianceAttachment, _abc.Awaitable[_compliance_pb2.ComplianceAttachment]]:
+        """Files: evidence of control tests, files of issues and their comments. UploadAttachment
+        streams one file in (the first message its header, then its bytes) and stages it for its
+        uploader; CompleteControlTest, CreateIssue and AddIssueComment attach staged files named
+        in attachment_ids in their transaction. Who may stage: for a control test, whoever may
+        complete it (while it is open); for an issue, whoever may comment on it (for a new one,
+        Issue:manage). Refusals are INVALID_ARGUMENT with trailing metadata fd-reason
+        (too_large, unsupported_type, invalid); UNAVAILABLE when the object store is down.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAttachment(
+        self,
+        request: _compliance_pb2.GetComplianceAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_pb2.ComplianceAttachmentDownload, _abc.Awaitable[_compliance_pb2.ComplianceAttachmentDownload]]:
+        """A file of an item the caller may see (the item's checks), with a 60-second presigned URL."""
+
+    @_abc_1.abstractmethod
+    def RemoveAttachment(
+        self,
+        request: _compliance_pb2.RemoveComplianceAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Empty, _abc.Awaitable[_common_pb2.Empty]]:
+        """Its uploader or the item's manager (Issue:manage, Control:manage); a completed test's
+        evidence is locked (FAILED_PRECONDITION).
+        """
 
 def add_ComplianceServiceServicer_to_server(servicer: ComplianceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

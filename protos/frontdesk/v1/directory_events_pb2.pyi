@@ -46,41 +46,77 @@ class DirectoryEvent(_message.Message):
     PORTAL_LOGIN_RECORDED_FIELD_NUMBER: _builtins.int
     PERSONS_IMPORTED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def workspace_created(self) -> Global___WorkspaceCreated: ...
+    def workspace_created(self) -> Global___WorkspaceCreated:
+        """A workspace was created with its built-in roles and groups and its first admin."""
+
     @_builtins.property
-    def person_created(self) -> Global___PersonChanged: ...
+    def person_created(self) -> Global___PersonChanged:
+        """A person was added (console, API, import of one, self-registration or SCIM); active and portal_access are their starting state."""
+
     @_builtins.property
-    def person_updated(self) -> Global___PersonChanged: ...
+    def person_updated(self) -> Global___PersonChanged:
+        """A person's e-mail, name, login name or notification preferences changed (changed_fields names them); access unchanged."""
+
     @_builtins.property
-    def person_deactivated(self) -> Global___PersonChanged: ...
+    def person_deactivated(self) -> Global___PersonChanged:
+        """A person was deactivated (console, import or SCIM active=false / DELETE): they may no longer sign in and their sessions end at once."""
+
     @_builtins.property
-    def person_reactivated(self) -> Global___PersonChanged: ...
+    def person_reactivated(self) -> Global___PersonChanged:
+        """A deactivated person was activated again."""
+
     @_builtins.property
-    def portal_access_changed(self) -> Global___PersonChanged: ...
+    def portal_access_changed(self) -> Global___PersonChanged:
+        """A person's portal access was switched on or off (portal_access is the new value); management sign-in is unaffected."""
+
     @_builtins.property
-    def role_granted(self) -> Global___RoleAssignmentChanged: ...
+    def role_granted(self) -> Global___RoleAssignmentChanged:
+        """A role was granted to a person directly: their effective permissions may have grown."""
+
     @_builtins.property
-    def role_revoked(self) -> Global___RoleAssignmentChanged: ...
+    def role_revoked(self) -> Global___RoleAssignmentChanged:
+        """A role directly granted to a person was revoked: their effective permissions may have shrunk."""
+
     @_builtins.property
-    def group_member_added(self) -> Global___GroupMembershipChanged: ...
+    def group_member_added(self) -> Global___GroupMembershipChanged:
+        """A person joined a group and gained the permissions of the group's roles."""
+
     @_builtins.property
-    def group_member_removed(self) -> Global___GroupMembershipChanged: ...
+    def group_member_removed(self) -> Global___GroupMembershipChanged:
+        """A person left a group and lost the permissions it gave them (unless held another way)."""
+
     @_builtins.property
-    def role_created(self) -> Global___RoleChanged: ...
+    def role_created(self) -> Global___RoleChanged:
+        """A role was created (it affects no one until granted)."""
+
     @_builtins.property
-    def role_permissions_changed(self) -> Global___RoleChanged: ...
+    def role_permissions_changed(self) -> Global___RoleChanged:
+        """A role's permissions changed; permissions is the new set and affected_person_ids everyone holding the role directly or through a group."""
+
     @_builtins.property
-    def role_deleted(self) -> Global___RoleChanged: ...
+    def role_deleted(self) -> Global___RoleChanged:
+        """A role was deleted; its holders (affected_person_ids) lost its permissions."""
+
     @_builtins.property
-    def group_created(self) -> Global___GroupChanged: ...
+    def group_created(self) -> Global___GroupChanged:
+        """A group was created with the roles it carries."""
+
     @_builtins.property
-    def group_roles_changed(self) -> Global___GroupChanged: ...
+    def group_roles_changed(self) -> Global___GroupChanged:
+        """A group's roles changed (role_ids is the new set); every member is affected."""
+
     @_builtins.property
-    def group_deleted(self) -> Global___GroupChanged: ...
+    def group_deleted(self) -> Global___GroupChanged:
+        """A group was deleted; its members (affected_person_ids) lost what it gave them."""
+
     @_builtins.property
-    def portal_settings_changed(self) -> Global___PortalSettingsChanged: ...
+    def portal_settings_changed(self) -> Global___PortalSettingsChanged:
+        """The workspace's portal settings changed (section toggles, self-registration, portal-access defaults, two-factor requirement)."""
+
     @_builtins.property
-    def portal_login_recorded(self) -> Global___PortalLoginRecorded: ...
+    def portal_login_recorded(self) -> Global___PortalLoginRecorded:
+        """A person signed in to the portal (their last portal sign-in time moved)."""
+
     @_builtins.property
     def persons_imported(self) -> Global___PersonsImported:
         """One per chunk (up to 1,000 rows) of a bulk import: the persons it created and the ones

@@ -162,6 +162,10 @@ class PortalSettings(_message.Message):
     PORTAL_ACCESS_RULES_FIELD_NUMBER: _builtins.int
     REQUIRE_TWO_FACTOR_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    API_TOKEN_MAX_DAYS_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_MAX_FILE_MB_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_MAX_ITEM_MB_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_MAX_FILES_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     tickets_enabled: _builtins.bool
     issues_enabled: _builtins.bool
@@ -170,6 +174,17 @@ class PortalSettings(_message.Message):
     """"off", "open" or "domains"."""
     portal_access_default: _builtins.bool
     require_two_factor: _builtins.bool
+    api_token_max_days: _builtins.int
+    """Longest lifetime of a new API token, in days (1..3650; default 90)."""
+    attachment_max_file_mb: _builtins.int
+    """Attachments (tickets, issues, control test evidence): the largest file, all files of one
+    item together, and files per item.
+    1..1024, default 25
+    """
+    attachment_max_item_mb: _builtins.int
+    """1..10240, at least the file limit; default 100"""
+    attachment_max_files: _builtins.int
+    """1..1000, default 20"""
     @_builtins.property
     def registration_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -191,10 +206,14 @@ class PortalSettings(_message.Message):
         portal_access_rules: _abc.Iterable[Global___DomainRule] | None = ...,
         require_two_factor: _builtins.bool = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        api_token_max_days: _builtins.int = ...,
+        attachment_max_file_mb: _builtins.int = ...,
+        attachment_max_item_mb: _builtins.int = ...,
+        attachment_max_files: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_tests_enabled", b"control_tests_enabled", "issues_enabled", b"issues_enabled", "portal_access_default", b"portal_access_default", "portal_access_rules", b"portal_access_rules", "registration_domains", b"registration_domains", "require_two_factor", b"require_two_factor", "self_registration", b"self_registration", "tickets_enabled", b"tickets_enabled", "updated_at", b"updated_at", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_token_max_days", b"api_token_max_days", "attachment_max_file_mb", b"attachment_max_file_mb", "attachment_max_files", b"attachment_max_files", "attachment_max_item_mb", b"attachment_max_item_mb", "control_tests_enabled", b"control_tests_enabled", "issues_enabled", b"issues_enabled", "portal_access_default", b"portal_access_default", "portal_access_rules", b"portal_access_rules", "registration_domains", b"registration_domains", "require_two_factor", b"require_two_factor", "self_registration", b"self_registration", "tickets_enabled", b"tickets_enabled", "updated_at", b"updated_at", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -235,6 +254,10 @@ class UpdatePortalSettingsRequest(_message.Message):
     SET_PORTAL_ACCESS_RULES_FIELD_NUMBER: _builtins.int
     PORTAL_ACCESS_RULES_FIELD_NUMBER: _builtins.int
     REQUIRE_TWO_FACTOR_FIELD_NUMBER: _builtins.int
+    API_TOKEN_MAX_DAYS_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_MAX_FILE_MB_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_MAX_ITEM_MB_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_MAX_FILES_FIELD_NUMBER: _builtins.int
     tickets_enabled: _builtins.bool
     issues_enabled: _builtins.bool
     control_tests_enabled: _builtins.bool
@@ -243,6 +266,10 @@ class UpdatePortalSettingsRequest(_message.Message):
     portal_access_default: _builtins.bool
     set_portal_access_rules: _builtins.bool
     require_two_factor: _builtins.bool
+    api_token_max_days: _builtins.int
+    attachment_max_file_mb: _builtins.int
+    attachment_max_item_mb: _builtins.int
+    attachment_max_files: _builtins.int
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
     @_builtins.property
@@ -263,11 +290,23 @@ class UpdatePortalSettingsRequest(_message.Message):
         set_portal_access_rules: _builtins.bool = ...,
         portal_access_rules: _abc.Iterable[Global___DomainRule] | None = ...,
         require_two_factor: _builtins.bool | None = ...,
+        api_token_max_days: _builtins.int | None = ...,
+        attachment_max_file_mb: _builtins.int | None = ...,
+        attachment_max_item_mb: _builtins.int | None = ...,
+        attachment_max_files: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_control_tests_enabled", b"_control_tests_enabled", "_issues_enabled", b"_issues_enabled", "_portal_access_default", b"_portal_access_default", "_require_two_factor", b"_require_two_factor", "_self_registration", b"_self_registration", "_tickets_enabled", b"_tickets_enabled", "caller", b"caller", "control_tests_enabled", b"control_tests_enabled", "issues_enabled", b"issues_enabled", "portal_access_default", b"portal_access_default", "require_two_factor", b"require_two_factor", "self_registration", b"self_registration", "tickets_enabled", b"tickets_enabled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_api_token_max_days", b"_api_token_max_days", "_attachment_max_file_mb", b"_attachment_max_file_mb", "_attachment_max_files", b"_attachment_max_files", "_attachment_max_item_mb", b"_attachment_max_item_mb", "_control_tests_enabled", b"_control_tests_enabled", "_issues_enabled", b"_issues_enabled", "_portal_access_default", b"_portal_access_default", "_require_two_factor", b"_require_two_factor", "_self_registration", b"_self_registration", "_tickets_enabled", b"_tickets_enabled", "api_token_max_days", b"api_token_max_days", "attachment_max_file_mb", b"attachment_max_file_mb", "attachment_max_files", b"attachment_max_files", "attachment_max_item_mb", b"attachment_max_item_mb", "caller", b"caller", "control_tests_enabled", b"control_tests_enabled", "issues_enabled", b"issues_enabled", "portal_access_default", b"portal_access_default", "require_two_factor", b"require_two_factor", "self_registration", b"self_registration", "tickets_enabled", b"tickets_enabled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_control_tests_enabled", b"_control_tests_enabled", "_issues_enabled", b"_issues_enabled", "_portal_access_default", b"_portal_access_default", "_require_two_factor", b"_require_two_factor", "_self_registration", b"_self_registration", "_tickets_enabled", b"_tickets_enabled", "caller", b"caller", "control_tests_enabled", b"control_tests_enabled", "issues_enabled", b"issues_enabled", "portal_access_default", b"portal_access_default", "portal_access_rules", b"portal_access_rules", "registration_domains", b"registration_domains", "require_two_factor", b"require_two_factor", "self_registration", b"self_registration", "set_portal_access_rules", b"set_portal_access_rules", "set_registration_domains", b"set_registration_domains", "tickets_enabled", b"tickets_enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_api_token_max_days", b"_api_token_max_days", "_attachment_max_file_mb", b"_attachment_max_file_mb", "_attachment_max_files", b"_attachment_max_files", "_attachment_max_item_mb", b"_attachment_max_item_mb", "_control_tests_enabled", b"_control_tests_enabled", "_issues_enabled", b"_issues_enabled", "_portal_access_default", b"_portal_access_default", "_require_two_factor", b"_require_two_factor", "_self_registration", b"_self_registration", "_tickets_enabled", b"_tickets_enabled", "api_token_max_days", b"api_token_max_days", "attachment_max_file_mb", b"attachment_max_file_mb", "attachment_max_files", b"attachment_max_files", "attachment_max_item_mb", b"attachment_max_item_mb", "caller", b"caller", "control_tests_enabled", b"control_tests_enabled", "issues_enabled", b"issues_enabled", "portal_access_default", b"portal_access_default", "portal_access_rules", b"portal_access_rules", "registration_domains", b"registration_domains", "require_two_factor", b"require_two_factor", "self_registration", b"self_registration", "set_portal_access_rules", b"set_portal_access_rules", "set_registration_domains", b"set_registration_domains", "tickets_enabled", b"tickets_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__api_token_max_days: _TypeAlias = _typing.Literal["api_token_max_days"]  # noqa: Y015
+    _WhichOneofArgType__api_token_max_days: _TypeAlias = _typing.Literal["_api_token_max_days", b"_api_token_max_days"]  # noqa: Y015
+    _WhichOneofReturnType__attachment_max_file_mb: _TypeAlias = _typing.Literal["attachment_max_file_mb"]  # noqa: Y015
+    _WhichOneofArgType__attachment_max_file_mb: _TypeAlias = _typing.Literal["_attachment_max_file_mb", b"_attachment_max_file_mb"]  # noqa: Y015
+    _WhichOneofReturnType__attachment_max_files: _TypeAlias = _typing.Literal["attachment_max_files"]  # noqa: Y015
+    _WhichOneofArgType__attachment_max_files: _TypeAlias = _typing.Literal["_attachment_max_files", b"_attachment_max_files"]  # noqa: Y015
+    _WhichOneofReturnType__attachment_max_item_mb: _TypeAlias = _typing.Literal["attachment_max_item_mb"]  # noqa: Y015
+    _WhichOneofArgType__attachment_max_item_mb: _TypeAlias = _typing.Literal["_attachment_max_item_mb", b"_attachment_max_item_mb"]  # noqa: Y015
     _WhichOneofReturnType__control_tests_enabled: _TypeAlias = _typing.Literal["control_tests_enabled"]  # noqa: Y015
     _WhichOneofArgType__control_tests_enabled: _TypeAlias = _typing.Literal["_control_tests_enabled", b"_control_tests_enabled"]  # noqa: Y015
     _WhichOneofReturnType__issues_enabled: _TypeAlias = _typing.Literal["issues_enabled"]  # noqa: Y015
@@ -280,6 +319,14 @@ class UpdatePortalSettingsRequest(_message.Message):
     _WhichOneofArgType__self_registration: _TypeAlias = _typing.Literal["_self_registration", b"_self_registration"]  # noqa: Y015
     _WhichOneofReturnType__tickets_enabled: _TypeAlias = _typing.Literal["tickets_enabled"]  # noqa: Y015
     _WhichOneofArgType__tickets_enabled: _TypeAlias = _typing.Literal["_tickets_enabled", b"_tickets_enabled"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__api_token_max_days) -> _WhichOneofReturnType__api_token_max_days | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attachment_max_file_mb) -> _WhichOneofReturnType__attachment_max_file_mb | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attachment_max_files) -> _WhichOneofReturnType__attachment_max_files | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attachment_max_item_mb) -> _WhichOneofReturnType__attachment_max_item_mb | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__control_tests_enabled) -> _WhichOneofReturnType__control_tests_enabled | None: ...
     @_typing.overload
@@ -684,19 +731,23 @@ class RegisterPersonRequest(_message.Message):
     WORKSPACE_ID_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    PERSON_ID_FIELD_NUMBER: _builtins.int
     workspace_id: _builtins.str
     email: _builtins.str
     name: _builtins.str
+    person_id: _builtins.str
+    """The id auth chose (it stored the credentials under it first); empty: a new one."""
     def __init__(
         self,
         *,
         workspace_id: _builtins.str = ...,
         email: _builtins.str = ...,
         name: _builtins.str = ...,
+        person_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "workspace_id", b"workspace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "person_id", b"person_id", "workspace_id", b"workspace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

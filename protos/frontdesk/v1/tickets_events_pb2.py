@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from frontdesk.v1 import tickets_pb2 as frontdesk_dot_v1_dot_tickets__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!frontdesk/v1/tickets_events.proto\x12\x0c\x66rontdesk.v1\x1a\x1a\x66rontdesk/v1/tickets.proto\"\xbb\x02\n\x0bTicketEvent\x12\x35\n\x0eticket_created\x18\x01 \x01(\x0b\x32\x1b.frontdesk.v1.TicketCreatedH\x00\x12\x37\n\x0fticket_assigned\x18\x02 \x01(\x0b\x32\x1c.frontdesk.v1.TicketAssignedH\x00\x12\x42\n\x15ticket_status_changed\x18\x03 \x01(\x0b\x32!.frontdesk.v1.TicketStatusChangedH\x00\x12\x39\n\x10ticket_commented\x18\x04 \x01(\x0b\x32\x1d.frontdesk.v1.TicketCommentedH\x00\x12\x35\n\x0eticket_updated\x18\x05 \x01(\x0b\x32\x1b.frontdesk.v1.TicketUpdatedH\x00\x42\x06\n\x04kind\"\xaf\x01\n\rTicketCreated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.frontdesk.v1.TicketType\x12\x14\n\x0crequester_id\x18\x04 \x01(\t\x12.\n\x08priority\x18\x05 \x01(\x0e\x32\x1c.frontdesk.v1.TicketPriority\x12\r\n\x05title\x18\x06 \x01(\t\"|\n\x0eTicketAssigned\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x03 \x01(\t\x12\x1c\n\x14previous_assignee_id\x18\x04 \x01(\t\x12\x14\n\x0crequester_id\x18\x05 \x01(\t\"\xe1\x01\n\x13TicketStatusChanged\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12/\n\x0b\x66rom_status\x18\x03 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12-\n\tto_status\x18\x04 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12\x14\n\x0crequester_id\x18\x05 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x06 \x01(\t\x12\x1c\n\x14\x62y_requester_comment\x18\x07 \x01(\x08\"\x98\x01\n\x0fTicketCommented\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x12\n\ncomment_id\x18\x03 \x01(\t\x12\x11\n\tauthor_id\x18\x04 \x01(\t\x12\x10\n\x08internal\x18\x05 \x01(\x08\x12\x14\n\x0crequester_id\x18\x06 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x07 \x01(\t\"X\n\rTicketUpdated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12\x14\n\x0crequester_id\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!frontdesk/v1/tickets_events.proto\x12\x0c\x66rontdesk.v1\x1a\x1a\x66rontdesk/v1/tickets.proto\"\xc1\x03\n\x0bTicketEvent\x12\x35\n\x0eticket_created\x18\x01 \x01(\x0b\x32\x1b.frontdesk.v1.TicketCreatedH\x00\x12\x37\n\x0fticket_assigned\x18\x02 \x01(\x0b\x32\x1c.frontdesk.v1.TicketAssignedH\x00\x12\x42\n\x15ticket_status_changed\x18\x03 \x01(\x0b\x32!.frontdesk.v1.TicketStatusChangedH\x00\x12\x39\n\x10ticket_commented\x18\x04 \x01(\x0b\x32\x1d.frontdesk.v1.TicketCommentedH\x00\x12\x35\n\x0eticket_updated\x18\x05 \x01(\x0b\x32\x1b.frontdesk.v1.TicketUpdatedH\x00\x12?\n\x10\x61ttachment_added\x18\n \x01(\x0b\x32#.frontdesk.v1.TicketAttachmentAddedH\x00\x12\x43\n\x12\x61ttachment_removed\x18\x0b \x01(\x0b\x32%.frontdesk.v1.TicketAttachmentRemovedH\x00\x42\x06\n\x04kind\"\xaf\x01\n\rTicketCreated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.frontdesk.v1.TicketType\x12\x14\n\x0crequester_id\x18\x04 \x01(\t\x12.\n\x08priority\x18\x05 \x01(\x0e\x32\x1c.frontdesk.v1.TicketPriority\x12\r\n\x05title\x18\x06 \x01(\t\"|\n\x0eTicketAssigned\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x03 \x01(\t\x12\x1c\n\x14previous_assignee_id\x18\x04 \x01(\t\x12\x14\n\x0crequester_id\x18\x05 \x01(\t\"\xe1\x01\n\x13TicketStatusChanged\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12/\n\x0b\x66rom_status\x18\x03 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12-\n\tto_status\x18\x04 \x01(\x0e\x32\x1a.frontdesk.v1.TicketStatus\x12\x14\n\x0crequester_id\x18\x05 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x06 \x01(\t\x12\x1c\n\x14\x62y_requester_comment\x18\x07 \x01(\x08\"\x98\x01\n\x0fTicketCommented\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x12\n\ncomment_id\x18\x03 \x01(\t\x12\x11\n\tauthor_id\x18\x04 \x01(\t\x12\x10\n\x08internal\x18\x05 \x01(\x08\x12\x14\n\x0crequester_id\x18\x06 \x01(\t\x12\x13\n\x0b\x61ssignee_id\x18\x07 \x01(\t\"X\n\rTicketUpdated\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12\x14\n\x0crequester_id\x18\x04 \x01(\t\"\xbf\x01\n\x15TicketAttachmentAdded\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x15\n\rattachment_id\x18\x03 \x01(\t\x12\x12\n\ncomment_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0c\n\x04size\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x07 \x01(\t\x12\x10\n\x08internal\x18\x08 \x01(\x08\x12\x14\n\x0crequester_id\x18\t \x01(\t\"\x8c\x01\n\x17TicketAttachmentRemoved\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x15\n\rattachment_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x13\n\x0buploader_id\x18\x05 \x01(\t\x12\x14\n\x0crequester_id\x18\x06 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'frontdesk.v1.tickets_events
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TICKETEVENT']._serialized_start=80
-  _globals['_TICKETEVENT']._serialized_end=395
-  _globals['_TICKETCREATED']._serialized_start=398
-  _globals['_TICKETCREATED']._serialized_end=573
-  _globals['_TICKETASSIGNED']._serialized_start=575
-  _globals['_TICKETASSIGNED']._serialized_end=699
-  _globals['_TICKETSTATUSCHANGED']._serialized_start=702
-  _globals['_TICKETSTATUSCHANGED']._serialized_end=927
-  _globals['_TICKETCOMMENTED']._serialized_start=930
-  _globals['_TICKETCOMMENTED']._serialized_end=1082
-  _globals['_TICKETUPDATED']._serialized_start=1084
-  _globals['_TICKETUPDATED']._serialized_end=1172
+  _globals['_TICKETEVENT']._serialized_end=529
+  _globals['_TICKETCREATED']._serialized_start=532
+  _globals['_TICKETCREATED']._serialized_end=707
+  _globals['_TICKETASSIGNED']._serialized_start=709
+  _globals['_TICKETASSIGNED']._serialized_end=833
+  _globals['_TICKETSTATUSCHANGED']._serialized_start=836
+  _globals['_TICKETSTATUSCHANGED']._serialized_end=1061
+  _globals['_TICKETCOMMENTED']._serialized_start=1064
+  _globals['_TICKETCOMMENTED']._serialized_end=1216
+  _globals['_TICKETUPDATED']._serialized_start=1218
+  _globals['_TICKETUPDATED']._serialized_end=1306
+  _globals['_TICKETATTACHMENTADDED']._serialized_start=1309
+  _globals['_TICKETATTACHMENTADDED']._serialized_end=1500
+  _globals['_TICKETATTACHMENTREMOVED']._serialized_start=1503
+  _globals['_TICKETATTACHMENTREMOVED']._serialized_end=1643
 # @@protoc_insertion_point(module_scope)

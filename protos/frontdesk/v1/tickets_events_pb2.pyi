@@ -32,16 +32,36 @@ class TicketEvent(_message.Message):
     TICKET_STATUS_CHANGED_FIELD_NUMBER: _builtins.int
     TICKET_COMMENTED_FIELD_NUMBER: _builtins.int
     TICKET_UPDATED_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ADDED_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_REMOVED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def ticket_created(self) -> Global___TicketCreated: ...
+    def ticket_created(self) -> Global___TicketCreated:
+        """A ticket (incident or change request) was submitted."""
+
     @_builtins.property
-    def ticket_assigned(self) -> Global___TicketAssigned: ...
+    def ticket_assigned(self) -> Global___TicketAssigned:
+        """A ticket got a new assignee (or none)."""
+
     @_builtins.property
-    def ticket_status_changed(self) -> Global___TicketStatusChanged: ...
+    def ticket_status_changed(self) -> Global___TicketStatusChanged:
+        """A ticket moved from one status to another (e.g. reopened by the requester's comment)."""
+
     @_builtins.property
-    def ticket_commented(self) -> Global___TicketCommented: ...
+    def ticket_commented(self) -> Global___TicketCommented:
+        """A comment was added to a ticket (internal notes are flagged; bodies are never published)."""
+
     @_builtins.property
-    def ticket_updated(self) -> Global___TicketUpdated: ...
+    def ticket_updated(self) -> Global___TicketUpdated:
+        """A ticket's title, description, priority or other fields changed (fields names them)."""
+
+    @_builtins.property
+    def attachment_added(self) -> Global___TicketAttachmentAdded:
+        """A file was attached to the item or one of its comments (metadata only, never the bytes)."""
+
+    @_builtins.property
+    def attachment_removed(self) -> Global___TicketAttachmentRemoved:
+        """A file was removed from the item by its uploader or an agent (its object is deleted)."""
+
     def __init__(
         self,
         *,
@@ -50,12 +70,14 @@ class TicketEvent(_message.Message):
         ticket_status_changed: Global___TicketStatusChanged | None = ...,
         ticket_commented: Global___TicketCommented | None = ...,
         ticket_updated: Global___TicketUpdated | None = ...,
+        attachment_added: Global___TicketAttachmentAdded | None = ...,
+        attachment_removed: Global___TicketAttachmentRemoved | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "ticket_assigned", b"ticket_assigned", "ticket_commented", b"ticket_commented", "ticket_created", b"ticket_created", "ticket_status_changed", b"ticket_status_changed", "ticket_updated", b"ticket_updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment_added", b"attachment_added", "attachment_removed", b"attachment_removed", "kind", b"kind", "ticket_assigned", b"ticket_assigned", "ticket_commented", b"ticket_commented", "ticket_created", b"ticket_created", "ticket_status_changed", b"ticket_status_changed", "ticket_updated", b"ticket_updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "ticket_assigned", b"ticket_assigned", "ticket_commented", b"ticket_commented", "ticket_created", b"ticket_created", "ticket_status_changed", b"ticket_status_changed", "ticket_updated", b"ticket_updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_added", b"attachment_added", "attachment_removed", b"attachment_removed", "kind", b"kind", "ticket_assigned", b"ticket_assigned", "ticket_commented", b"ticket_commented", "ticket_created", b"ticket_created", "ticket_status_changed", b"ticket_status_changed", "ticket_updated", b"ticket_updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["ticket_created", "ticket_assigned", "ticket_status_changed", "ticket_commented", "ticket_updated"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["ticket_created", "ticket_assigned", "ticket_status_changed", "ticket_commented", "ticket_updated", "attachment_added", "attachment_removed"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -232,3 +254,83 @@ class TicketUpdated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TicketUpdated: _TypeAlias = TicketUpdated  # noqa: Y015
+
+@_typing.final
+class TicketAttachmentAdded(_message.Message):
+    """A file was attached to a ticket or one of its comments (name and size, never its bytes)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    number: _builtins.str
+    attachment_id: _builtins.str
+    comment_id: _builtins.str
+    """empty when attached to the ticket itself"""
+    name: _builtins.str
+    size: _builtins.int
+    content_type: _builtins.str
+    internal: _builtins.bool
+    requester_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        size: _builtins.int = ...,
+        content_type: _builtins.str = ...,
+        internal: _builtins.bool = ...,
+        requester_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "comment_id", b"comment_id", "content_type", b"content_type", "internal", b"internal", "name", b"name", "number", b"number", "requester_id", b"requester_id", "size", b"size", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketAttachmentAdded: _TypeAlias = TicketAttachmentAdded  # noqa: Y015
+
+@_typing.final
+class TicketAttachmentRemoved(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    UPLOADER_ID_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    number: _builtins.str
+    attachment_id: _builtins.str
+    name: _builtins.str
+    uploader_id: _builtins.str
+    requester_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket_id: _builtins.str = ...,
+        number: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        uploader_id: _builtins.str = ...,
+        requester_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "name", b"name", "number", b"number", "requester_id", b"requester_id", "ticket_id", b"ticket_id", "uploader_id", b"uploader_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TicketAttachmentRemoved: _TypeAlias = TicketAttachmentRemoved  # noqa: Y015

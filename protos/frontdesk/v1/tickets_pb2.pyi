@@ -368,6 +368,7 @@ class TicketDetail(_message.Message):
     COMMENTS_FIELD_NUMBER: _builtins.int
     STATUS_HISTORY_FIELD_NUMBER: _builtins.int
     FIELD_HISTORY_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def ticket(self) -> Global___Ticket: ...
     @_builtins.property
@@ -382,6 +383,10 @@ class TicketDetail(_message.Message):
     def field_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldChange]:
         """oldest first; empty without Ticket:manage"""
 
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]:
+        """oldest first; those of internal notes only for Ticket:manage"""
+
     def __init__(
         self,
         *,
@@ -389,10 +394,11 @@ class TicketDetail(_message.Message):
         comments: _abc.Iterable[Global___TicketComment] | None = ...,
         status_history: _abc.Iterable[Global___StatusChange] | None = ...,
         field_history: _abc.Iterable[Global___FieldChange] | None = ...,
+        attachments: _abc.Iterable[Global___Attachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "field_history", b"field_history", "status_history", b"status_history", "ticket", b"ticket"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "comments", b"comments", "field_history", b"field_history", "status_history", b"status_history", "ticket", b"ticket"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -414,6 +420,7 @@ class CreateTicketRequest(_message.Message):
     PLANNED_END_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     REQUESTER_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
     type: Global___TicketType.ValueType
     title: _builtins.str
     """1..200 characters"""
@@ -437,6 +444,10 @@ class CreateTicketRequest(_message.Message):
     def planned_start(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def planned_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Files the caller staged with UploadAttachment, attached in the same transaction."""
+
     def __init__(
         self,
         *,
@@ -452,10 +463,11 @@ class CreateTicketRequest(_message.Message):
         planned_end: _timestamp_pb2.Timestamp | None = ...,
         idempotency_key: _builtins.str = ...,
         requester_id: _builtins.str = ...,
+        attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "planned_end", b"planned_end", "planned_start", b"planned_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "description", b"description", "idempotency_key", b"idempotency_key", "impact", b"impact", "planned_end", b"planned_end", "planned_start", b"planned_start", "reason", b"reason", "requester_id", b"requester_id", "risk", b"risk", "title", b"title", "type", b"type", "urgency", b"urgency"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "caller", b"caller", "description", b"description", "idempotency_key", b"idempotency_key", "impact", b"impact", "planned_end", b"planned_end", "planned_start", b"planned_start", "reason", b"reason", "requester_id", b"requester_id", "risk", b"risk", "title", b"title", "type", b"type", "urgency", b"urgency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -706,12 +718,17 @@ class AddCommentRequest(_message.Message):
     TICKET_ID_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     INTERNAL_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     body: _builtins.str
     """1..20000 characters"""
     internal: _builtins.bool
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
+    @_builtins.property
+    def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """staged files, attached to this comment"""
+
     def __init__(
         self,
         *,
@@ -719,10 +736,11 @@ class AddCommentRequest(_message.Message):
         ticket_id: _builtins.str = ...,
         body: _builtins.str = ...,
         internal: _builtins.bool = ...,
+        attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "caller", b"caller", "internal", b"internal", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "body", b"body", "caller", b"caller", "internal", b"internal", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -753,3 +771,195 @@ class AddCommentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AddCommentResponse: _TypeAlias = AddCommentResponse  # noqa: Y015
+
+@_typing.final
+class Attachment(_message.Message):
+    """A file kept with a ticket (comment_id empty) or with one of its comments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    UPLOADER_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    INLINE_IMAGE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    ticket_id: _builtins.str
+    """empty while staged"""
+    comment_id: _builtins.str
+    uploader_id: _builtins.str
+    name: _builtins.str
+    """cleaned: no path, no control or bidi characters"""
+    content_type: _builtins.str
+    """judged from the content, never from the name"""
+    size: _builtins.int
+    sha256: _builtins.str
+    """hex"""
+    internal: _builtins.bool
+    """it belongs to an internal note"""
+    inline_image: _builtins.bool
+    """a raster image the portal may show inline (preview, thumbnail)"""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        ticket_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        uploader_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        internal: _builtins.bool = ...,
+        inline_image: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment_id", b"comment_id", "content_type", b"content_type", "created_at", b"created_at", "id", b"id", "inline_image", b"inline_image", "internal", b"internal", "name", b"name", "sha256", b"sha256", "size", b"size", "ticket_id", b"ticket_id", "uploader_id", b"uploader_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
+
+@_typing.final
+class AttachmentHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    """Empty: for a new ticket (Ticket:create). Else the ticket a comment will go to (it must be
+    visible to the caller and open).
+    """
+    name: _builtins.str
+    """as the client sent it; cleaned by the service"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        ticket_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "name", b"name", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachmentHeader: _TypeAlias = AttachmentHeader  # noqa: Y015
+
+@_typing.final
+class UploadAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """then the file's bytes, in order"""
+    @_builtins.property
+    def header(self) -> Global___AttachmentHeader:
+        """the first message"""
+
+    def __init__(
+        self,
+        *,
+        header: Global___AttachmentHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___UploadAttachmentRequest: _TypeAlias = UploadAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class GetAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    attachment_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        ticket_id: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "caller", b"caller", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAttachmentRequest: _TypeAlias = GetAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class AttachmentDownload(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """presigned GET of the object, valid for 60 seconds; never shown to users"""
+    @_builtins.property
+    def attachment(self) -> Global___Attachment: ...
+    def __init__(
+        self,
+        *,
+        attachment: Global___Attachment | None = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachmentDownload: _TypeAlias = AttachmentDownload  # noqa: Y015
+
+@_typing.final
+class RemoveAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    TICKET_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    ticket_id: _builtins.str
+    attachment_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        ticket_id: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "caller", b"caller", "ticket_id", b"ticket_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveAttachmentRequest: _TypeAlias = RemoveAttachmentRequest  # noqa: Y015

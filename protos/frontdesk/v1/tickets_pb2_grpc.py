@@ -84,6 +84,21 @@ class TicketServiceStub:
                 request_serializer=frontdesk_dot_v1_dot_tickets__pb2.AddCommentRequest.SerializeToString,
                 response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.AddCommentResponse.FromString,
                 _registered_method=True)
+        self.UploadAttachment = channel.stream_unary(
+                '/frontdesk.v1.TicketService/UploadAttachment',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.UploadAttachmentRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.Attachment.FromString,
+                _registered_method=True)
+        self.GetAttachment = channel.unary_unary(
+                '/frontdesk.v1.TicketService/GetAttachment',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.GetAttachmentRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_tickets__pb2.AttachmentDownload.FromString,
+                _registered_method=True)
+        self.RemoveAttachment = channel.unary_unary(
+                '/frontdesk.v1.TicketService/RemoveAttachment',
+                request_serializer=frontdesk_dot_v1_dot_tickets__pb2.RemoveAttachmentRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class TicketServiceServicer:
@@ -157,6 +172,32 @@ class TicketServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadAttachment(self, request_iterator, context):
+        """Attachments. UploadAttachment streams one file in: the first message is its header, the
+        others its bytes. The file is staged: it belongs to its uploader alone until CreateTicket
+        or AddComment names it in attachment_ids (a staged file nobody attaches is removed after
+        an hour). Refusals are INVALID_ARGUMENT with trailing metadata fd-reason = too_large,
+        unsupported_type or invalid; UNAVAILABLE when the object store is down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttachment(self, request, context):
+        """One attachment of a ticket the caller may see (the checks of GetTicket; a file of an
+        internal note only for Ticket:manage) and a presigned URL that reads it for 60 seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAttachment(self, request, context):
+        """By its uploader or Ticket:manage: recorded in the field history, event attachment_removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TicketServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +240,21 @@ def add_TicketServiceServicer_to_server(servicer, server):
                     servicer.AddComment,
                     request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.AddCommentRequest.FromString,
                     response_serializer=frontdesk_dot_v1_dot_tickets__pb2.AddCommentResponse.SerializeToString,
+            ),
+            'UploadAttachment': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadAttachment,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.UploadAttachmentRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.Attachment.SerializeToString,
+            ),
+            'GetAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAttachment,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.GetAttachmentRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_tickets__pb2.AttachmentDownload.SerializeToString,
+            ),
+            'RemoveAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAttachment,
+                    request_deserializer=frontdesk_dot_v1_dot_tickets__pb2.RemoveAttachmentRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_common__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -426,6 +482,87 @@ class TicketService:
             '/frontdesk.v1.TicketService/AddComment',
             frontdesk_dot_v1_dot_tickets__pb2.AddCommentRequest.SerializeToString,
             frontdesk_dot_v1_dot_tickets__pb2.AddCommentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadAttachment(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/frontdesk.v1.TicketService/UploadAttachment',
+            frontdesk_dot_v1_dot_tickets__pb2.UploadAttachmentRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.Attachment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/GetAttachment',
+            frontdesk_dot_v1_dot_tickets__pb2.GetAttachmentRequest.SerializeToString,
+            frontdesk_dot_v1_dot_tickets__pb2.AttachmentDownload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.TicketService/RemoveAttachment',
+            frontdesk_dot_v1_dot_tickets__pb2.RemoveAttachmentRequest.SerializeToString,
+            frontdesk_dot_v1_dot_common__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,19 @@ class TicketServiceStub:
     A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
     In progress (recorded in the status history). Closed tickets take no comments.
     """
+    UploadAttachment: _grpc.StreamUnaryMultiCallable[_tickets_pb2.UploadAttachmentRequest, _tickets_pb2.Attachment]
+    """Attachments. UploadAttachment streams one file in: the first message is its header, the
+    others its bytes. The file is staged: it belongs to its uploader alone until CreateTicket
+    or AddComment names it in attachment_ids (a staged file nobody attaches is removed after
+    an hour). Refusals are INVALID_ARGUMENT with trailing metadata fd-reason = too_large,
+    unsupported_type or invalid; UNAVAILABLE when the object store is down.
+    """
+    GetAttachment: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.GetAttachmentRequest, _tickets_pb2.AttachmentDownload]
+    """One attachment of a ticket the caller may see (the checks of GetTicket; a file of an
+    internal note only for Ticket:manage) and a presigned URL that reads it for 60 seconds.
+    """
+    RemoveAttachment: _grpc.UnaryUnaryMultiCallable[_tickets_pb2.RemoveAttachmentRequest, _common_pb2.Empty]
+    """By its uploader or Ticket:manage: recorded in the field history, event attachment_removed."""
 
 @_typing.type_check_only
 class TicketServiceAsyncStub(TicketServiceStub):
@@ -102,6 +115,19 @@ class TicketServiceAsyncStub(TicketServiceStub):
     A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
     In progress (recorded in the status history). Closed tickets take no comments.
     """
+    UploadAttachment: _aio.StreamUnaryMultiCallable[_tickets_pb2.UploadAttachmentRequest, _tickets_pb2.Attachment]  # type: ignore[assignment]
+    """Attachments. UploadAttachment streams one file in: the first message is its header, the
+    others its bytes. The file is staged: it belongs to its uploader alone until CreateTicket
+    or AddComment names it in attachment_ids (a staged file nobody attaches is removed after
+    an hour). Refusals are INVALID_ARGUMENT with trailing metadata fd-reason = too_large,
+    unsupported_type or invalid; UNAVAILABLE when the object store is down.
+    """
+    GetAttachment: _aio.UnaryUnaryMultiCallable[_tickets_pb2.GetAttachmentRequest, _tickets_pb2.AttachmentDownload]  # type: ignore[assignment]
+    """One attachment of a ticket the caller may see (the checks of GetTicket; a file of an
+    internal note only for Ticket:manage) and a presigned URL that reads it for 60 seconds.
+    """
+    RemoveAttachment: _aio.UnaryUnaryMultiCallable[_tickets_pb2.RemoveAttachmentRequest, _common_pb2.Empty]  # type: ignore[assignment]
+    """By its uploader or Ticket:manage: recorded in the field history, event attachment_removed."""
 
 class TicketServiceServicer(metaclass=_abc_1.ABCMeta):
     """Incidents and change requests, their comments and status history.
@@ -184,5 +210,36 @@ class TicketServiceServicer(metaclass=_abc_1.ABCMeta):
         A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
         In progress (recorded in the status history). Closed tickets take no comments.
         """
+
+    @_abc_1.abstractmethod
+    def UploadAttachment(
+        self,
+        request_iterator: _MaybeAsyncIterator[_tickets_pb2.UploadAttachmentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.Attachment, _abc.Awaitable[_tickets_pb2.Attachment]]:
+        """Attachments. UploadAttachment streams one file in: the first message is its header, the
+        others its bytes. The file is staged: it belongs to its uploader alone until CreateTicket
+        or AddComment names it in attachment_ids (a staged file nobody attaches is removed after
+        an hour). Refusals are INVALID_ARGUMENT with trailing metadata fd-reason = too_large,
+        unsupported_type or invalid; UNAVAILABLE when the object store is down.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAttachment(
+        self,
+        request: _tickets_pb2.GetAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tickets_pb2.AttachmentDownload, _abc.Awaitable[_tickets_pb2.AttachmentDownload]]:
+        """One attachment of a ticket the caller may see (the checks of GetTicket; a file of an
+        internal note only for Ticket:manage) and a presigned URL that reads it for 60 seconds.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveAttachment(
+        self,
+        request: _tickets_pb2.RemoveAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Empty, _abc.Awaitable[_common_pb2.Empty]]:
+        """By its uploader or Ticket:manage: recorded in the field history, event attachment_removed."""
 
 def add_TicketServiceServicer_to_server(servicer: TicketServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

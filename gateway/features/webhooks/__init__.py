@@ -1,0 +1,1 @@
+"""Webhooks in the management console (Settings:manage): endpoints and their delivery log."""
