@@ -108,7 +108,21 @@ class EmbeddedPostgres:
         kwargs: dict[str, object] = {}
         if self._user is not None:
             # Drop root's groups too: a root group bit of --- would otherwise win over o+x.
-            kwargs.update(user=self._user, group=self._user, extra_groups=[])
+            setpriv = shutil.which("setpriv")
+            if setpriv:
+                # setpriv drops the privileges, so Python can vfork: with user=/group= it must
+                # fork(), and grpc's fork handlers (loaded in tests and the launcher) crash
+                # the child (SIGSEGV in ev_epoll1_linux.cc) before pg_ctl ever runs.
+                entry = pwd.getpwnam(self._user)
+                args = [
+                    setpriv,
+                    f"--reuid={entry.pw_uid}",
+                    f"--regid={entry.pw_gid}",
+                    "--clear-groups",
+                    *args,
+                ]
+            else:
+                kwargs.update(user=self._user, group=self._user, extra_groups=[])
         result: subprocess.CompletedProcess[str] = subprocess.run(
             args,
             capture_output=True,
@@ -159,35 +173,46 @@ class EmbeddedPostgres:
         options = [f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=400"]
         if self.fast:
             options.append("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        result = self._run(
-            [
-                str(pg_bin / "pg_ctl"),
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(self.data_dir / "server.log"),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                " ".join(options),
-                "start",
-            ],
-            timeout=90,
-        )
+        start = [
+            str(pg_bin / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            " ".join(options),
+            "start",
+        ]
+        result = self._run(start, timeout=90)
+        if result.returncode != 0:
+            # Right after a crash (stop "immediate") the old server's last processes may still
+            # hold the port or shared memory for a moment: one more try after a pause.
+            time.sleep(1.0)
+            result = self._run(start, timeout=90)
         if result.returncode != 0:
             log_tail = ""
             with contextlib.suppress(OSError):
                 log_tail = (self.data_dir / "server.log").read_text()[-2000:]
-            raise EmbeddedError(f"PostgreSQL did not start: {result.stderr.strip()}\n{log_tail}")
+            said = (result.stderr.strip() + "\n" + result.stdout.strip()).strip()
+            raise EmbeddedError(
+                f"PostgreSQL did not start (exit {result.returncode}): {said}\n{log_tail}"
+            )
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; mode "immediate" is a crash (fault tests), "fast" a clean stop."""
         if not (self.data_dir / "postmaster.pid").exists():
             return
-        self._run(
+        result = self._run(
             [str(_pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"], 60
         )
+        if result.returncode != 0 and (self.data_dir / "postmaster.pid").exists():
+            said = (result.stderr.strip() + "\n" + result.stdout.strip()).strip()
+            raise EmbeddedError(
+                f"PostgreSQL did not stop ({mode}, exit {result.returncode}): {said}"
+            )
 
 
 def nats_server_binary() -> str:

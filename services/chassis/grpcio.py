@@ -326,7 +326,28 @@ async def call(
     request_id = request_id_var.get()
     if request_id:
         metadata = (("x-request-id", request_id),)
-    return await method(request, timeout=timeout, metadata=metadata)
+    try:
+        return await method(request, timeout=timeout, metadata=metadata)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and _unreachable(method):
+            # The deadline ran out while retries waited for a backend that refuses
+            # connections: that backend is down (503), it was not slow (504).
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                "no replica of the backend accepts connections",
+            ) from None
+        raise
+
+
+def _unreachable(method: Callable[..., Any]) -> bool:
+    """True when the channel behind a stub method has no replica it can connect to."""
+    # grpc.aio's multicallables keep their Channel privately; without it, assume reachable.
+    chan = getattr(method, "_python_channel", None)
+    if not isinstance(chan, grpc.aio.Channel):
+        return False
+    return bool(chan.get_state(try_to_connect=False) == grpc.ChannelConnectivity.TRANSIENT_FAILURE)
 
 
 async def check_health(

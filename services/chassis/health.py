@@ -2,9 +2,14 @@
 
 gRPC health of a service (grpc.health.v1):
 - service "liveness": SERVING while the process works (its event loop answers);
-- service "" and the service's own names: readiness, SERVING only while its database and
-  NATS answer and every supervised job runs. Kubernetes points its readiness probe at "" and
-  its liveness probe at "liveness".
+- service "" and the service's own names: readiness, SERVING only while its database answers
+  and every supervised job runs. Kubernetes points its readiness probe at "" and its liveness
+  probe at "liveness"; gRPC clients' health checks route calls by it.
+
+NATS is probed too, and its outage is logged once and exported (frontdesk_dependency_up), but
+it does not make a replica unready: calls still work (events wait in the outbox, consumers
+resume where they stopped), while an unready replica gets no calls at all. Counting NATS in
+readiness would turn a broker outage into an outage of every service.
 
 `HealthMonitor.run` is a supervised job probing every `interval`; each change of readiness
 is logged once. `UnavailableInterceptor` turns a call that met an outage of our
@@ -93,11 +98,12 @@ class HealthMonitor:
             self._outages.recovered("database")
         else:
             problems.append("database")
-        if await self._nats_answers():
+        nats_up = await self._nats_answers()
+        if nats_up:
             self._outages.recovered("nats")
-        else:
-            problems.append("nats")
-        if was_down and not problems:
+        metrics.DEPENDENCY_UP.labels(self._service, "nats").set(1 if nats_up else 0)
+        metrics.DEPENDENCY_UP.labels(self._service, "database").set(0 if problems else 1)
+        if was_down and not problems and nats_up:
             self._supervisor.retry_now()  # jobs waiting out a backoff start over now
             await asyncio.sleep(0)
         down = [n for n in self._supervisor.down() if n != self.name]
@@ -114,7 +120,7 @@ class HealthMonitor:
             metrics.READY.labels(self._service).set(1 if ready else 0)
             if ready:
                 self._became_ready.set()
-        self.ready, self.problems = ready, problems
+        self.ready, self.problems = ready, problems if nats_up else [*problems, "nats"]
         return ready
 
     async def _database_answers(self) -> bool:

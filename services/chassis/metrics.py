@@ -23,7 +23,12 @@ JOB_RESTARTS = Counter(
     ["service", "job"],
 )
 JOB_UP = Gauge("frontdesk_job_up", "1 while a supervised job runs", ["service", "job"])
-READY = Gauge("frontdesk_ready", "1 while the service is ready (database, NATS, jobs)", ["service"])
+READY = Gauge("frontdesk_ready", "1 while the service is ready (database, jobs)", ["service"])
+DEPENDENCY_UP = Gauge(
+    "frontdesk_dependency_up",
+    "1 while a dependency of the service answers its probe (database, nats)",
+    ["service", "dependency"],
+)
 # The event pipeline's backlog (services/chassis/housekeeping.py).
 OUTBOX_UNSENT = Gauge("frontdesk_outbox_unsent", "Outbox rows not yet published", ["service"])
 OUTBOX_OLDEST_UNSENT = Gauge(

@@ -32,7 +32,7 @@ def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 14 rules found" in done.stdout
+    assert "SUCCESS: 15 rules found" in done.stdout
 
 
 def test_each_alert_fires_on_its_signal_and_not_when_healthy(tmp_path: Path) -> None:

@@ -234,11 +234,6 @@ async def _health(stub: health_pb2_grpc.HealthStub, service: str) -> int:
     return int(resp.status)
 
 
-@pytest.mark.xfail(
-    reason="fails on the merged main since signed principals and client-side health checks "
-    "landed together (a readiness step never holds); open in issue 11's follow-up",
-    strict=False,
-)
 async def test_database_down_is_unavailable_logged_once_and_readiness_follows(
     crashable_pg: EmbeddedPostgres, crash_stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:

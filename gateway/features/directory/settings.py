@@ -280,10 +280,13 @@ async def page_update_settings(request: web.Request, ctx: Ctx) -> web.StreamResp
         else:
             if not 1 <= max_days <= 3650:
                 errors["api_token_max_days"] = "must be between 1 and 3650 days"
+    limits: dict[str, int | None] = {}
     for name, high in LIMIT_FIELDS:
+        # Like the token cap: a field left out or empty keeps the workspace's current value.
         value = raw.get(name, "").strip()
         form[name] = value
-        if not value.isdigit() or not 1 <= int(value) <= high:
+        limits[name] = int(value) if value.isdigit() else None
+        if value and (not value.isdigit() or not 1 <= int(value) <= high):
             errors[name] = f"a whole number from 1 to {high}"
     if not errors:
         patch = PortalSettingsPatchIn(
@@ -296,9 +299,9 @@ async def page_update_settings(request: web.Request, ctx: Ctx) -> web.StreamResp
             portal_access_rules=[DomainRuleIO(**r) for r in rules],
             require_two_factor=form["require_two_factor"],
             api_token_max_days=max_days,
-            attachment_max_file_mb=int(form["attachment_max_file_mb"]),
-            attachment_max_item_mb=int(form["attachment_max_item_mb"]),
-            attachment_max_files=int(form["attachment_max_files"]),
+            attachment_max_file_mb=limits["attachment_max_file_mb"],
+            attachment_max_item_mb=limits["attachment_max_item_mb"],
+            attachment_max_files=limits["attachment_max_files"],
         )
         try:
             await ctx.call(
