@@ -30,6 +30,8 @@ CUSTOM_KINDS = {
     "PodMonitor",
     "PrometheusRule",
     "ExternalSecret",
+    "Certificate",
+    "Issuer",
 }
 
 # checkov findings we accept, each with its reason. Nothing else may fail.
@@ -71,9 +73,12 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "PYTHON": sys.executable},
     )
     assert made.returncode == 0, made.stderr
-    assert len(list((copy / "overlays/dev/secrets").iterdir())) == 5
+    secrets = copy / "overlays/dev/secrets"
+    assert len(list(secrets.iterdir())) == 7  # five secret files, identity/ and tls/
+    assert (secrets / "identity/service-keys.json").is_file()
     return copy
 
 
@@ -198,6 +203,36 @@ def test_each_component_runs_hardened_probed_spread_and_budgeted(
     if overlay == "production":
         gateway_hpa = _one(docs, "HorizontalPodAutoscaler", "frontdesk-gateway")
         assert {m["type"] for m in gateway_hpa["spec"]["metrics"]} == {"Resource", "Pods"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_component_has_its_identity_key_and_certificate(
+    overlay: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Services refuse to start without their signing key: each overlay gives every component
+    its own key and a cert-manager certificate, from Secrets the overlay makes or fetches."""
+    docs = rendered[overlay]
+    secrets = {d["metadata"]["name"] for d in _all(docs, "Secret")} | {
+        d["spec"]["target"]["name"] for d in _all(docs, "ExternalSecret")
+    }
+    certificates = {d["spec"]["secretName"] for d in _all(docs, "Certificate")}
+    issuer = _one(docs, "Issuer", "frontdesk-ca")
+    assert issuer["spec"]["ca"]["secretName"] in secrets
+    for component in COMPONENTS:
+        pod = _one(docs, "Deployment", f"frontdesk-{component}")["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["FRONTDESK_IDENTITY_KEY_FILE"].startswith("/etc/frontdesk/identity/")
+        assert env["FRONTDESK_TLS_CERT_FILE"].startswith("/etc/frontdesk/tls/")
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["identity"]["secret"]["secretName"] == f"frontdesk-{component}-identity"
+        assert f"frontdesk-{component}-identity" in secrets
+        assert volumes["tls"]["secret"]["secretName"] in certificates
+    auth = _one(docs, "Deployment", "frontdesk-auth")["spec"]["template"]["spec"]
+    keys = {v["name"]: v for v in auth["volumes"]}["service-keys"]
+    published = {d["metadata"]["name"] for d in _all(docs, "ConfigMap")} | secrets
+    source = keys.get("configMap") or keys["secret"]
+    assert source.get("name", source.get("secretName")) in published
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
