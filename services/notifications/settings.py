@@ -74,7 +74,6 @@ class Settings(ServiceSettings):
     retry_base: float = 1.0
     retry_max: float = 300.0
     give_up_after: float = 86400.0
-    sender_batch: int = 50
     # The tickets service, for the text of the comment a mail quotes.
     tickets_addr: str = ""
     # Send mails at all (off: intents are recorded and stay pending).
@@ -114,7 +113,6 @@ class Settings(ServiceSettings):
             retry_base=env_float(source, "FRONTDESK_NOTIFICATIONS_RETRY_BASE", 1.0),
             retry_max=env_float(source, "FRONTDESK_NOTIFICATIONS_RETRY_MAX", 300.0),
             give_up_after=give_up,
-            sender_batch=env_int(source, "FRONTDESK_NOTIFICATIONS_BATCH", 50),
             tickets_addr=source.get("FRONTDESK_TICKETS_ADDR", ""),
             send=env_bool(source, "FRONTDESK_NOTIFICATIONS_SEND", True),
         )
