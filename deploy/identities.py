@@ -22,7 +22,15 @@ from services.chassis import tls
 from services.chassis.principals import generate_key, load_private_key, private_pem, public_jwk
 from services.chassis.settings import IdentitySettings, TlsSettings
 
-COMPONENTS = ("directory", "auth", "tickets", "compliance", "gateway", "launcher")
+COMPONENTS = (
+    "directory",
+    "auth",
+    "tickets",
+    "compliance",
+    "notifications",
+    "gateway",
+    "launcher",
+)
 
 
 class Identities:

@@ -1,7 +1,9 @@
 """The local all-in-one launcher: `./dev up` runs the whole suite on one machine.
 
 Starts embedded PostgreSQL and NATS (data under .frontdesk/ in the working directory, kept
-across restarts) unless FRONTDESK_DATABASE_URL / FRONTDESK_NATS_URL name external servers;
+across restarts) unless FRONTDESK_DATABASE_URL / FRONTDESK_NATS_URL name external servers, and
+a mail catcher (deploy/mailcatcher.py, mail kept in .frontdesk/mail, `./dev mail` lists it) that
+the notifications service sends to unless FRONTDESK_SMTP_HOST names a real mail server;
 starts every service and the gateway as separate processes, waits until each is ready, creates
 the demo workspace "acme" with its admin on first run, prints the portal URL and credentials,
 and stops everything on Ctrl-C.
@@ -47,7 +49,11 @@ from services.chassis import tls
 from services.chassis.grpcio import check_health
 from services.chassis.identity import Identity
 
-SERVICES = ("directory", "auth", "tickets", "compliance")
+SERVICES = ("directory", "auth", "tickets", "compliance", "notifications")
+# Ports from FRONTDESK_PORT_BASE (B): service i on B + i + 1, its metrics on B + 100 + i + 1,
+# the gateway's metrics on B + 109, S3 on B + 110..119, the mail catcher's SMTP on B + 120.
+GATEWAY_METRICS_OFFSET = 109
+MAIL_CATCHER_OFFSET = 120
 
 
 def say(component: str, message: str) -> None:
@@ -64,6 +70,8 @@ class Plan:
     nats_port: int
     base_domain: str
     s3_port: int = 50170
+    mail_port: int = 50180
+    gateway_metrics_port: int = 50169
 
     @classmethod
     def from_env(cls) -> Plan:
@@ -78,6 +86,8 @@ class Plan:
             nats_port=int(env.get("FRONTDESK_NATS_PORT", "42229")),
             base_domain=env.get("FRONTDESK_BASE_DOMAIN", "localhost"),
             s3_port=base + 110,
+            mail_port=base + MAIL_CATCHER_OFFSET,
+            gateway_metrics_port=base + GATEWAY_METRICS_OFFSET,
         )
 
 
@@ -96,6 +106,7 @@ class Launcher:
         self.nats_url = os.environ.get("FRONTDESK_NATS_URL", "")
         self.s3: EmbeddedS3 | None = None
         self.s3_env: dict[str, str] = {}
+        self.mail_catcher: subprocess.Popen[bytes] | None = None
         # Signing keys and mutual TLS between components, under the data folder.
         self.identities = Identities(plan.data_dir)
 
@@ -125,6 +136,44 @@ class Launcher:
             self.nats_url = self.nats.url
             say("nats", f"embedded with JetStream, 127.0.0.1:{self.plan.nats_port}")
         self.start_object_store()
+        self.start_mail_catcher()
+
+    def start_mail_catcher(self) -> None:
+        """The local mail catcher, unless FRONTDESK_SMTP_HOST names a real mail server."""
+        if os.environ.get("FRONTDESK_SMTP_HOST"):
+            say("mail", f"real SMTP server {os.environ['FRONTDESK_SMTP_HOST']}")
+            return
+        folder = self.plan.data_dir / "mail"
+        log = open(self.logs / "mailcatcher.log", "ab")
+        self.mail_catcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "deploy.mailcatcher",
+                "serve",
+                "--port",
+                str(self.plan.mail_port),
+                "--dir",
+                str(folder),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not port_in_use(self.plan.mail_port):
+            if self.mail_catcher.poll() is not None or time.monotonic() > deadline:
+                raise LaunchError(
+                    f"the mail catcher did not start:\n{self.log_tail('mailcatcher')}"
+                )
+            time.sleep(0.05)
+        say("mail", f"catcher on 127.0.0.1:{self.plan.mail_port}, mail in {folder} (./dev mail)")
+
+    def mail_env(self) -> dict[str, str]:
+        """The notifications service's SMTP settings: the catcher's unless a real server is set."""
+        if os.environ.get("FRONTDESK_SMTP_HOST") or self.mail_catcher is None:
+            return {}
+        return {"FRONTDESK_SMTP_HOST": "127.0.0.1", "FRONTDESK_SMTP_PORT": str(self.plan.mail_port)}
 
     def start_object_store(self) -> None:
         """SeaweedFS for attachments, unless FRONTDESK_S3_ENDPOINT names another S3."""
@@ -152,9 +201,22 @@ class Launcher:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def notifications_key(self) -> str:
+        """The notifications service's token key (unsubscribe links, reply addresses)."""
+        path = self.plan.data_dir / "notifications-secret-key"
+        if not path.exists():
+            path.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def service_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("FRONTDESK_AUTH_SECRET_KEY", self.secret_key())
+        env.setdefault("FRONTDESK_NOTIFICATIONS_SECRET_KEY", self.notifications_key())
+        env.setdefault(
+            "FRONTDESK_PUBLIC_URL",
+            f"http://{{slug}}.{self.plan.base_domain}:{self.plan.gateway_port}",
+        )
         env.update(self.s3_env)
         env.update(
             FRONTDESK_DATABASE_URL=self.database_url,
@@ -250,6 +312,8 @@ class Launcher:
             env["FRONTDESK_GRPC_LISTEN"] = f"127.0.0.1:{self.plan.service_ports[name]}"
             env["FRONTDESK_METRICS_PORT"] = str(self.plan.metrics_ports[name])
             env.update(self.identities.env(name))
+            if name == "notifications":
+                env.update(self.mail_env())
             self.spawn(name, f"services.{name}", env)
         for name in SERVICES:
             started = time.monotonic()
@@ -264,7 +328,7 @@ class Launcher:
         env["FRONTDESK_GATEWAY_PORT"] = str(self.plan.gateway_port)
         env.update(self.identities.env("gateway"))
         # Metrics on their own port, next to the services' (never on the public listener).
-        env["FRONTDESK_GATEWAY_METRICS_PORT"] = str(self.plan.metrics_ports["directory"] + 4)
+        env["FRONTDESK_GATEWAY_METRICS_PORT"] = str(self.plan.gateway_metrics_port)
         self.spawn("gateway", "gateway", env)
         await self.wait_gateway()
         say("gateway", f"ready on http://127.0.0.1:{self.plan.gateway_port}/readyz")
@@ -304,6 +368,13 @@ class Launcher:
                 proc.kill()
                 proc.wait(5)
             say(name, "stopped")
+        if self.mail_catcher is not None and self.mail_catcher.poll() is None:
+            self.mail_catcher.send_signal(signal.SIGTERM)
+            try:
+                self.mail_catcher.wait(5)
+            except subprocess.TimeoutExpired:
+                self.mail_catcher.kill()
+            say("mail", "catcher stopped")
         if self.s3 is not None:
             self.s3.stop()
             say("s3", "stopped")
@@ -405,7 +476,12 @@ async def up(plan: Plan, replica_counts: dict[str, int] | None = None) -> int:
                 logs=launcher.logs,
                 base_env=launcher.service_env(),
                 say=say,
-                component_env=launcher.identities.merged_env(await launcher.own_database_env()),
+                component_env=launcher.identities.merged_env(
+                    {
+                        **(own := await launcher.own_database_env()),
+                        "notifications": {**own.get("notifications", {}), **launcher.mail_env()},
+                    }
+                ),
                 health_credentials=tls.channel_credentials(
                     launcher.identities.tls_settings("launcher")
                 ),
@@ -424,6 +500,11 @@ async def up(plan: Plan, replica_counts: dict[str, int] | None = None) -> int:
             f"  Admin:       {email}\n"
             f"  Password:    {password}\n"
             f"  Logs:        {launcher.logs}\n"
+            + (
+                f"  Mail:        ./dev mail (kept in {plan.data_dir / 'mail'})\n"
+                if launcher.mail_catcher
+                else ""
+            )
             + (
                 f"{cluster.banner()}\n  Restart:     ./dev restart [COMPONENT...]\n"
                 if cluster

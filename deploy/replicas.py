@@ -30,14 +30,14 @@ from deploy.embedded import port_in_use
 from deploy.haproxy import HAProxy
 from services.chassis.grpcio import check_health
 
-SERVICES = ("directory", "auth", "tickets", "compliance")
+SERVICES = ("directory", "auth", "tickets", "compliance", "notifications")
 COMPONENTS = (*SERVICES, "gateway")
 # Port layout from FRONTDESK_PORT_BASE (B): replica k of the i-th service listens on
 # B + 200k + i + 1 (metrics B + 200k + 100 + i + 1); gateway replica k on B + 200k + 50
-# (metrics B + 200k + 105).
+# (metrics B + 200k + 109).
 REPLICA_STRIDE = 200
 GATEWAY_OFFSET = 50
-GATEWAY_METRICS_OFFSET = 105
+GATEWAY_METRICS_OFFSET = 109
 
 
 class ReplicaError(RuntimeError):

@@ -11,6 +11,7 @@ from frontdesk.v1 import (
     auth_pb2_grpc,
     compliance_pb2_grpc,
     directory_pb2_grpc,
+    notifications_pb2_grpc,
     scim_pb2_grpc,
     tickets_pb2_grpc,
     webhooks_pb2_grpc,
@@ -42,6 +43,8 @@ class Backends:
     # The long-lived channels of each backend, which /readyz checks (never a new channel).
     by_name: dict[str, list[grpc.aio.Channel]] = field(default_factory=dict)
     identity: Identity | None = None
+    # None when FRONTDESK_NOTIFICATIONS_ADDR is not set (the notification routes answer 503).
+    notifications: notifications_pb2_grpc.NotificationServiceStub | None = None
 
     @classmethod
     def connect(cls, settings: Settings, caches: Caches | None = None) -> Backends:
@@ -53,6 +56,8 @@ class Backends:
             "tickets": settings.tickets_addr,
             "compliance": settings.compliance_addr,
         }
+        if settings.notifications_addr:
+            addresses["notifications"] = settings.notifications_addr
         identity = Identity.from_settings("gateway", settings.identity)
         cache = (caches or Caches(settings.cache_ttl)).principals
         source = GatewayPrincipals(identity, cache, settings.backend_timeout)
@@ -70,6 +75,11 @@ class Backends:
             webhooks=webhooks_pb2_grpc.WebhookServiceStub(chans["directory"]),
             by_name={name: [ch] for name, ch in chans.items()},
             identity=identity,
+            notifications=(
+                notifications_pb2_grpc.NotificationServiceStub(chans["notifications"])
+                if "notifications" in chans
+                else None
+            ),
         )
 
     async def health(self, timeout: float = 1.0) -> dict[str, bool]:

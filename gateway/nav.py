@@ -12,6 +12,7 @@ PORTAL_NAV: list[tuple[str, str, str | None, tuple[str, ...]]] = [
     ("Tickets", "/tickets", "tickets", ("Ticket:read",)),
     ("Issues", "/issues", "issues", ("Issue:read",)),
     ("Control tests", "/control-tests", "control_tests", ("Control:read", "ControlTest:read")),
+    ("Notifications", "/notifications", None, ()),
 ]
 
 MANAGEMENT_NAV: list[tuple[str, str, tuple[str, ...]]] = [
@@ -61,4 +62,6 @@ def page_context(ctx: Ctx) -> dict[str, Any]:
         "portal_access": portal_ok,
         "current_path": ctx.request.path,
         "in_management": ctx.request.path.startswith("/management"),
+        # set by the notifications feature's nav step for portal pages (None: not known)
+        "unread_notifications": ctx.request.get("fd_unread_notifications"),
     }

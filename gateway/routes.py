@@ -6,7 +6,7 @@ routing, and the OpenAPI document is built from the same rows.
 
 from __future__ import annotations
 
-from gateway.features import auth, compliance, core, directory, profile, tickets
+from gateway.features import auth, compliance, core, directory, notifications, profile, tickets
 from gateway.features.events import catalogue as events_catalogue
 from gateway.features.events import snapshot as events_snapshot
 from gateway.features.scim import console as scim_console
@@ -20,6 +20,7 @@ ROUTES: list[Route] = [
     *directory.ROUTES,
     *tickets.ROUTES,
     *compliance.ROUTES,
+    *notifications.ROUTES,
     *scim_console.ROUTES,
     *events_catalogue.ROUTES,
     *events_snapshot.ROUTES,

@@ -101,6 +101,9 @@ class Route:
     # answer is a file (binary) rather than JSON.
     upload_schema: dict[str, Any] | None = None
     downloads: bool = False
+    # False only for a POST whose URL carries its own authority and that mail clients send
+    # without cookies (RFC 8058 one-click unsubscribe): no CSRF token is asked for.
+    csrf: bool = True
 
 
 @dataclass
@@ -535,6 +538,8 @@ async def csrf_step(ctx: Ctx) -> None:
     request = ctx.request
     if request.method in SAFE_METHODS:
         return
+    if not ctx.route.csrf:
+        return
     limit = body_limit(ctx.route, ctx.state.settings)
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
@@ -566,6 +571,16 @@ async def body_step(ctx: Ctx) -> None:
             ) from None
 
 
+async def unread_step(ctx: Ctx) -> None:
+    """For a portal page: the person's unread notification count, for the navigation. Never
+    refuses: when the notifications service does not answer at once the count is not shown."""
+    from gateway.features.notifications.common import unread_for_nav
+
+    if ctx.route.kind != "page" or ctx.request.method != "GET" or ctx.route.surface != "portal":
+        return
+    ctx.request["fd_unread_notifications"] = await unread_for_nav(ctx)
+
+
 Step = Callable[[Ctx], Awaitable[None]]
 STEPS: tuple[Step, ...] = (
     workspace_step,
@@ -576,6 +591,7 @@ STEPS: tuple[Step, ...] = (
     permissions_step,
     csrf_step,
     body_step,
+    unread_step,
 )
 """The checks every request passes, in order, before its handler; each refuses by raising."""
 

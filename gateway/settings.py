@@ -45,6 +45,8 @@ class Settings:
     # SCIM requests a second per SCIM token (per gateway replica), and the burst allowed.
     scim_rate: float = 50.0
     scim_burst: float = 200.0
+    # Optional: without it the notification routes answer 503 and the portal shows no count.
+    notifications_addr: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +59,7 @@ class Settings:
             auth_addr=env_str(env, "FRONTDESK_AUTH_ADDR"),
             tickets_addr=env_str(env, "FRONTDESK_TICKETS_ADDR"),
             compliance_addr=env_str(env, "FRONTDESK_COMPLIANCE_ADDR"),
+            notifications_addr=env.get("FRONTDESK_NOTIFICATIONS_ADDR", ""),
             nats_url=env_str(env, "FRONTDESK_NATS_URL"),
             secure_cookies=env_bool(env, "FRONTDESK_SECURE_COOKIES", False),
             hsts=env_bool(env, "FRONTDESK_HSTS", False),

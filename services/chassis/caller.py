@@ -44,6 +44,12 @@ SERVICE_RIGHTS: dict[str, frozenset[str]] = {
     "compliance": frozenset({"Person:read"}),
     # the directory does its own work in process (import worker); it calls nobody
     "directory": frozenset(),
+    # notifications: who the recipients are and what they may see (persons, permissions, the
+    # workspace's slug for links), a ticket's public comments for the mail's text, and turning
+    # off one notification preference of a person (one-click unsubscribe)
+    "notifications": frozenset(
+        {"Person:read", "Workspace:read", "Ticket:read-public", "Person:notifications"}
+    ),
 }
 
 

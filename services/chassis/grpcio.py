@@ -237,10 +237,16 @@ def is_safe_method(method: str) -> bool:
 
 def _safe_method_names() -> list[dict[str, str]]:
     """Every safe method of every Frontdesk gRPC service, as service config names."""
-    from frontdesk.v1 import auth_pb2, compliance_pb2, directory_pb2, tickets_pb2
+    from frontdesk.v1 import (
+        auth_pb2,
+        compliance_pb2,
+        directory_pb2,
+        notifications_pb2,
+        tickets_pb2,
+    )
 
     names: list[dict[str, str]] = []
-    for module in (directory_pb2, auth_pb2, tickets_pb2, compliance_pb2):
+    for module in (directory_pb2, auth_pb2, tickets_pb2, compliance_pb2, notifications_pb2):
         for svc in module.DESCRIPTOR.services_by_name.values():
             for method in svc.methods:
                 if is_safe_method(method.name):

@@ -131,7 +131,15 @@ class PersonUseCases(ServiceBase):
         """Person:manage edits everything; a person may edit their own name, login name and
         notifications. Writes audit rows and the matching access-change events."""
         admin_fields = (change.email, change.active, change.portal_access)
-        if not caller.has("Person:manage"):
+        own_fields = (change.name, change.login_name)
+        # The notifications service turns off one preference (one-click unsubscribe), nothing else.
+        unsubscribing = (
+            caller.is_service
+            and caller.has("Person:notifications")
+            and change.notifications is not None
+            and all(v is None for v in (*admin_fields, *own_fields))
+        )
+        if not caller.has("Person:manage") and not unsubscribing:
             if not caller.is_self(person_id) or any(v is not None for v in admin_fields):
                 require(caller, "Person:manage")
         if change.active is False and caller.is_self(person_id):

@@ -120,8 +120,18 @@ def creates(caller: Caller) -> bool:
     return manages(caller) or caller.has("Ticket:create")
 
 
+def reads_public(caller: Caller) -> bool:
+    """A service reading any ticket of the workspace with its public comments only (the
+    notifications service quoting an agent's comment in the requester's mail)."""
+    return caller.is_service and caller.has("Ticket:read-public")
+
+
 def can_see(caller: Caller, ticket: Ticket) -> bool:
-    return manages(caller) or (reads_own(caller) and ticket.requester_id == caller.person_id)
+    return (
+        manages(caller)
+        or reads_public(caller)
+        or (reads_own(caller) and ticket.requester_id == caller.person_id)
+    )
 
 
 def is_requester(caller: Caller, ticket: Ticket) -> bool:

@@ -127,7 +127,7 @@ async def test_launcher_runs_the_suite_stops_cleanly_and_keeps_data(tmp_path: Pa
         status, body = await _readyz(ports["gateway"])
         assert status == 200
         assert body["backends"] == {
-            n: "serving" for n in ("directory", "auth", "tickets", "compliance")
+            n: "serving" for n in ("directory", "auth", "tickets", "compliance", "notifications")
         }
         await _components_talk_mutual_tls_only(data_dir, ports["base"])
 

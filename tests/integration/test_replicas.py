@@ -27,7 +27,7 @@ from tests.gateway_client import GatewayClient
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLS = re.compile(r"^frontdesk_grpc_requests_total\{[^}]*\} ([0-9.e+]+)$", re.M)
-REPLICAS = "gateway=2,directory=2,auth=2,tickets=2,compliance=2"
+REPLICAS = "gateway=2,directory=2,auth=2,tickets=2,compliance=2,notifications=2"
 INCIDENT = {
     "type": "incident",
     "title": "Printer on fire",
@@ -39,7 +39,14 @@ INCIDENT = {
 
 def test_replica_counts_parse_and_bad_ones_are_named() -> None:
     counts = parse_counts("gateway=2, tickets=3")
-    assert counts == {"directory": 1, "auth": 1, "tickets": 3, "compliance": 1, "gateway": 2}
+    assert counts == {
+        "directory": 1,
+        "auth": 1,
+        "tickets": 3,
+        "compliance": 1,
+        "notifications": 1,
+        "gateway": 2,
+    }
     for bad, message in (
         ("tickets", "is not COMPONENT=COUNT"),
         ("billing=2", "is not COMPONENT=COUNT"),

@@ -1,0 +1,64 @@
+"""Wiring of the notifications service: servicer, the event consumers and the mail sender."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from frontdesk.v1 import notifications_pb2, notifications_pb2_grpc
+
+from services.chassis.runner import Resources, RunningService, Wiring, start_service
+from services.notifications.compose import Composer
+from services.notifications.consumers import consumers
+from services.notifications.jobs import Sender
+from services.notifications.mailer import Mailer
+from services.notifications.people import People, Tickets
+from services.notifications.rules import Rules
+from services.notifications.service import NotificationService
+from services.notifications.servicer import NotificationServicer
+from services.notifications.settings import Settings
+from services.notifications.tokens import Tokens
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def wire(resources: Resources) -> Wiring:
+    settings = resources.settings
+    assert isinstance(settings, Settings)
+    people = People(settings.directory_addr, resources.channel)
+    tickets = Tickets(settings.tickets_addr, resources.channel)
+    tokens = Tokens(settings.secret_key)
+    composer = Composer(tokens, settings.public_url, settings.mail_domain, settings.smtp.sender)
+    service = NotificationService(
+        resources.pool,
+        people,
+        Rules(people, tickets),
+        composer,
+        tokens,
+        sender_name=settings.smtp.sender_name,
+    )
+    servicer = NotificationServicer(service)
+
+    def register(server: grpc.aio.Server) -> Sequence[str]:
+        notifications_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, server)
+        return [notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name]
+
+    background: list[object] = [*consumers(resources.pool, resources.js, service)]
+    if settings.send:
+        background.append(
+            Sender(
+                resources.pool,
+                Mailer(settings.smtp),
+                dsn=settings.database_url,
+                retry_base=settings.retry_base,
+                retry_max=settings.retry_max,
+                give_up_after=settings.give_up_after,
+            )
+        )
+    return Wiring(register=register, background=background)  # type: ignore[arg-type]
+
+
+async def create_server(settings: Settings) -> RunningService:
+    """Start the service (port 0 allowed); the caller stops it with `await running.stop()`."""
+    return await start_service(settings, MIGRATIONS, wire)

@@ -1,0 +1,118 @@
+"""Settings of the notifications service, read from the environment once."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.chassis.settings import (
+    ServiceSettings,
+    SettingsError,
+    env_bool,
+    env_float,
+    env_int,
+)
+
+SECURITY_MODES = ("none", "starttls", "tls")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The outgoing mail server (FRONTDESK_SMTP_*): the local catcher under ./dev up."""
+
+    host: str = ""
+    port: int = 25
+    security: str = "none"  # "none", "starttls" (upgrade on connect) or "tls" (implicit TLS)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    sender: str = "frontdesk@localhost"  # the From address
+    sender_name: str = "Frontdesk"  # shown before it; the workspace's name when empty
+    timeout: float = 10.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SmtpSettings:
+        security = env.get("FRONTDESK_SMTP_SECURITY", "none").strip().lower()
+        if security not in SECURITY_MODES:
+            raise SettingsError(
+                f"FRONTDESK_SMTP_SECURITY must be one of {', '.join(SECURITY_MODES)}, got {security!r}"
+            )
+        username = env.get("FRONTDESK_SMTP_USERNAME", "")
+        password = env.get("FRONTDESK_SMTP_PASSWORD", "")
+        if bool(username) != bool(password):
+            raise SettingsError(
+                "set both FRONTDESK_SMTP_USERNAME and FRONTDESK_SMTP_PASSWORD, or neither"
+            )
+        return cls(
+            host=env.get("FRONTDESK_SMTP_HOST", ""),
+            port=env_int(env, "FRONTDESK_SMTP_PORT", 465 if security == "tls" else 25),
+            security=security,
+            username=username,
+            password=password,
+            sender=env.get("FRONTDESK_SMTP_FROM", "frontdesk@localhost"),
+            sender_name=env.get("FRONTDESK_SMTP_SENDER_NAME", ""),
+            timeout=env_float(env, "FRONTDESK_SMTP_TIMEOUT", 10.0),
+        )
+
+
+@dataclass(frozen=True)
+class Settings(ServiceSettings):
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    # Key of the signed unsubscribe and reply tokens (32+ bytes, base64).
+    secret_key: bytes = field(default=b"", repr=False)
+    # The portal's address of a workspace, "{slug}" replaced by its slug.
+    public_url: str = "https://{slug}.localhost"
+    # The domain of Message-IDs and reply addresses.
+    mail_domain: str = "localhost"
+    # Sending: first retry after retry_base seconds, doubling up to retry_max; a mail not sent
+    # after give_up_after seconds is marked failed.
+    retry_base: float = 1.0
+    retry_max: float = 300.0
+    give_up_after: float = 86400.0
+    # The tickets service, for the text of the comment a mail quotes.
+    tickets_addr: str = ""
+    # Send mails at all (off: intents are recorded and stay pending).
+    send: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
+        source = os.environ if env is None else env
+        base = ServiceSettings.from_env("notifications", source)
+        if not base.directory_addr:
+            raise SettingsError(
+                "environment variable FRONTDESK_DIRECTORY_ADDR is required: "
+                "notifications reads recipients and their preferences from the directory"
+            )
+        raw_key = source.get("FRONTDESK_NOTIFICATIONS_SECRET_KEY", "")
+        if not raw_key:
+            raise SettingsError(
+                "environment variable FRONTDESK_NOTIFICATIONS_SECRET_KEY is required "
+                "(32 random bytes, base64): it signs unsubscribe links and reply addresses"
+            )
+        try:
+            key = base64.b64decode(raw_key, validate=True)
+        except ValueError:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_SECRET_KEY must be base64") from None
+        if len(key) < 32:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_SECRET_KEY must hold at least 32 bytes")
+        base_domain = source.get("FRONTDESK_BASE_DOMAIN", "localhost").strip(".").lower()
+        give_up = env_float(source, "FRONTDESK_NOTIFICATIONS_GIVE_UP_AFTER", 86400.0)
+        if give_up <= 0:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_GIVE_UP_AFTER must be positive")
+        return cls(
+            **vars(base),
+            smtp=SmtpSettings.from_env(source),
+            secret_key=key,
+            public_url=source.get("FRONTDESK_PUBLIC_URL", f"https://{{slug}}.{base_domain}"),
+            mail_domain=source.get("FRONTDESK_MAIL_DOMAIN", base_domain),
+            retry_base=env_float(source, "FRONTDESK_NOTIFICATIONS_RETRY_BASE", 1.0),
+            retry_max=env_float(source, "FRONTDESK_NOTIFICATIONS_RETRY_MAX", 300.0),
+            give_up_after=give_up,
+            tickets_addr=source.get("FRONTDESK_TICKETS_ADDR", ""),
+            send=env_bool(source, "FRONTDESK_NOTIFICATIONS_SEND", True),
+        )

@@ -1,0 +1,248 @@
+"""Every SQL statement of the notifications service; functions take `conn`, filter by workspace."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.chassis.paging import Page
+from services.notifications.domain import Delivery, Notification
+
+CHANNEL = "fd_notifications_due"
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        workspace_id=row["workspace_id"],
+        event_id=row["event_id"],
+        person_id=row["person_id"],
+        kind=row["kind"],
+        email=row["email"],
+        subject=row["subject"],
+        body_text=row["body_text"],
+        body_html=row["body_html"],
+        headers=json.loads(row["headers"]),
+        message_id=row["message_id"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        sent_at=row["sent_at"],
+    )
+
+
+def _notification(row: asyncpg.Record) -> Notification:
+    return Notification(
+        id=row["id"],
+        workspace_id=row["workspace_id"],
+        person_id=row["person_id"],
+        kind=row["kind"],
+        title=row["title"],
+        body=row["body"],
+        link=row["link"],
+        item_kind=row["item_kind"],
+        item_id=row["item_id"],
+        read=row["read_at"] is not None,
+        created_at=row["created_at"],
+    )
+
+
+async def insert_delivery(conn: asyncpg.Connection, d: dict[str, Any]) -> bool:
+    """Record an e-mail to send (once per event, person and kind); wakes the senders."""
+    inserted = await conn.fetchval(
+        """
+        insert into deliveries (workspace_id, id, event_id, person_id, kind, email, subject,
+                                body_text, body_html, headers, message_id)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        on conflict (event_id, person_id, kind) do nothing
+        returning true
+        """,
+        d["workspace_id"],
+        d["id"],
+        d["event_id"],
+        d["person_id"],
+        d["kind"],
+        d["email"],
+        d["subject"],
+        d["body_text"],
+        d["body_html"],
+        json.dumps(d["headers"]),
+        d["message_id"],
+    )
+    if inserted:
+        await conn.execute("select pg_notify($1, '')", CHANNEL)
+    return bool(inserted)
+
+
+async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bool:
+    inserted = await conn.fetchval(
+        """
+        insert into notifications (workspace_id, id, event_id, person_id, kind, title, body,
+                                   link, item_kind, item_id)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        on conflict (event_id, person_id, kind) do nothing
+        returning true
+        """,
+        n["workspace_id"],
+        n["id"],
+        n["event_id"],
+        n["person_id"],
+        n["kind"],
+        n["title"],
+        n["body"],
+        n["link"],
+        n["item_kind"],
+        n["item_id"],
+    )
+    return bool(inserted)
+
+
+async def due_deliveries(conn: asyncpg.Connection, limit: int) -> list[Delivery]:
+    """Pending mails whose time has come, locked for this sender until its transaction ends
+    (other replicas skip them): the lock is what makes two senders never send one mail."""
+    rows = await conn.fetch(
+        """
+        select * from deliveries
+        where status = 'pending' and next_attempt_at <= now()
+        order by next_attempt_at
+        limit $1
+        for update skip locked
+        """,
+        limit,
+    )
+    return [_delivery(r) for r in rows]
+
+
+async def mark_sent(conn: asyncpg.Connection, ws: uuid.UUID, delivery_id: uuid.UUID) -> None:
+    await conn.execute(
+        """
+        update deliveries set status = 'sent', sent_at = now(), attempts = attempts + 1,
+            last_error = ''
+        where workspace_id = $1 and id = $2
+        """,
+        ws,
+        delivery_id,
+    )
+
+
+async def mark_retry(
+    conn: asyncpg.Connection,
+    ws: uuid.UUID,
+    delivery_id: uuid.UUID,
+    error: str,
+    delay: float,
+    give_up_after: float,
+) -> str:
+    """Count a failed attempt: try again after `delay` seconds, or fail for good once the mail
+    is older than `give_up_after` seconds. Returns the new status."""
+    status: str = await conn.fetchval(
+        """
+        update deliveries set attempts = attempts + 1, last_error = $3,
+            next_attempt_at = now() + make_interval(secs => $4),
+            status = case when created_at + make_interval(secs => $5) <= now()
+                          then 'failed' else 'pending' end
+        where workspace_id = $1 and id = $2
+        returning status
+        """,
+        ws,
+        delivery_id,
+        error[:1000],
+        delay,
+        give_up_after,
+    )
+    return status
+
+
+async def next_due_in(conn: asyncpg.Connection) -> float | None:
+    """Seconds until the next pending mail is due (None when none is pending)."""
+    value = await conn.fetchval(
+        """
+        select extract(epoch from min(next_attempt_at) - now())::float8
+        from deliveries where status = 'pending'
+        """
+    )
+    return None if value is None else max(0.0, float(value))
+
+
+async def list_deliveries(
+    conn: asyncpg.Connection, ws: uuid.UUID, person_id: uuid.UUID, page: Page
+) -> list[Delivery]:
+    after = page.after
+    rows = await conn.fetch(
+        """
+        select * from deliveries
+        where workspace_id = $1 and person_id = $2
+          and ($3::timestamptz is null or (created_at, id) < ($3, $4))
+        order by created_at desc, id desc
+        limit $5
+        """,
+        ws,
+        person_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        page.size + 1,
+    )
+    return [_delivery(r) for r in rows]
+
+
+async def list_notifications(
+    conn: asyncpg.Connection, ws: uuid.UUID, person_id: uuid.UUID, page: Page, unread_only: bool
+) -> list[Notification]:
+    after = page.after
+    rows = await conn.fetch(
+        """
+        select * from notifications
+        where workspace_id = $1 and person_id = $2 and (not $3 or read_at is null)
+          and ($4::timestamptz is null or (created_at, id) < ($4, $5))
+        order by created_at desc, id desc
+        limit $6
+        """,
+        ws,
+        person_id,
+        unread_only,
+        after[0] if after else None,
+        after[1] if after else None,
+        page.size + 1,
+    )
+    return [_notification(r) for r in rows]
+
+
+async def unread_count(conn: asyncpg.Connection, ws: uuid.UUID, person_id: uuid.UUID) -> int:
+    count: int = await conn.fetchval(
+        """
+        select count(*) from notifications
+        where workspace_id = $1 and person_id = $2 and read_at is null
+        """,
+        ws,
+        person_id,
+    )
+    return count
+
+
+async def mark_read(
+    conn: asyncpg.Connection,
+    ws: uuid.UUID,
+    person_id: uuid.UUID,
+    ids: list[uuid.UUID] | None,
+) -> int:
+    """Mark the person's notifications read (`ids`, or all when None); returns how many."""
+    result: str = await conn.execute(
+        """
+        update notifications set read_at = now()
+        where workspace_id = $1 and person_id = $2 and read_at is null
+          and ($3::uuid[] is null or id = any($3::uuid[]))
+        """,
+        ws,
+        person_id,
+        ids,
+    )
+    return int(result.split()[-1])
+
+
+def key_of(created_at: datetime, row_id: uuid.UUID) -> tuple[datetime, uuid.UUID]:
+    return (created_at, row_id)
