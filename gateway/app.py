@@ -263,10 +263,16 @@ def create_app(settings: Settings, backends: Backends | None = None) -> web.Appl
     async def on_startup(app: web.Application) -> None:
         async def reconnected() -> None:
             # Events may have been missed during the gap.
-            state.caches.clear()
+            state.caches.degrade(None)
+
+        async def disconnected() -> None:
+            state.caches.degrade(settings.cache_ttl_without_events)
 
         nc = await natsconn.connect(
-            settings.nats_url, "frontdesk-gateway", on_reconnect=reconnected
+            settings.nats_url,
+            "frontdesk-gateway",
+            on_reconnect=reconnected,
+            on_disconnect=disconnected,
         )
         invalidator = Invalidator(nc, state.caches)
         await invalidator.start()

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from frontdesk.v1 import auth_events_pb2, auth_pb2, directory_pb2, events_pb2
 from nats.aio.client import Client as NATS
@@ -33,6 +33,7 @@ class TtlCache(Generic[K, V]):
 
     def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
         self._ttl = ttl
+        self.cap: float | None = None  # the longest an entry may live now (Caches.degrade)
         self._max = max_entries
         self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
         # Bumped by every invalidation: a load that started before one must not be stored,
@@ -50,7 +51,10 @@ class TtlCache(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V, ttl: float | None = None) -> None:
-        self._data[key] = (time.monotonic() + (self._ttl if ttl is None else ttl), value)
+        lifetime = self._ttl if ttl is None else ttl
+        if self.cap is not None:
+            lifetime = min(lifetime, self.cap)
+        self._data[key] = (time.monotonic() + lifetime, value)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)
@@ -102,17 +106,30 @@ class Caches:
             tuple[str, str, str, str, tuple[str, ...]], tuple[float, dict[str, str]]
         ] = TtlCache(ttl)
         self.events_seen = 0
+        self.degraded = False
 
-    def clear(self) -> None:
-        for cache in (
+    def _all(self) -> tuple[TtlCache[Any, Any], ...]:
+        return (
             self.workspaces,
             self.unknown_hosts,
             self.settings,
             self.sessions,
             self.permissions,
-        ):
+            self.principals,
+        )
+
+    def clear(self) -> None:
+        for cache in self._all():
             cache.clear()
-        self.principals.clear()
+
+    def degrade(self, without_events: float | None) -> None:
+        """While NATS is away no event can tell this replica about a change: forget everything
+        and keep entries at most `without_events` seconds (None: back to the TTL, after the
+        reconnect's clear). The replica keeps serving, at the cost of more backend calls."""
+        self.degraded = without_events is not None
+        for cache in self._all():
+            cache.clear()
+            cache.cap = without_events
 
     def drop_person(self, workspace_id: str, person_id: str) -> None:
         self.permissions.drop((workspace_id, person_id))

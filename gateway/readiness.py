@@ -1,9 +1,13 @@
 """The gateway's readiness (/readyz): can this replica serve right now?
 
-Ready when its NATS connection is up with its cache-invalidation subscriptions (otherwise its
-caches could serve revoked sessions) and, for every backend, at least one of its long-lived
-channels answers SERVING (the backend's own readiness: database, NATS, jobs). /healthz stays
-liveness only.
+Ready when, for every backend, at least one of its long-lived channels answers SERVING (the
+backend's own readiness: database, jobs). /healthz stays liveness only.
+
+Its cache-invalidation subscription is reported ("events") but does not make it unready: while
+NATS is away the replica forgets its caches and keeps entries at most
+FRONTDESK_CACHE_TTL_WITHOUT_EVENTS seconds (gateway/cache.py `Caches.degrade`), so a revoked
+session is refused within that time without any event, and the portal stays up. Taking every
+gateway out of rotation would turn a broker outage into a full outage.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ async def readiness(app: web.Application) -> tuple[bool, dict[str, Any]]:
     health = await state.backends.health()
     invalidator = app.get(INVALIDATOR_KEY)
     events = invalidator is not None and invalidator.subscribed
-    ready = events and all(health.values())
+    ready = all(health.values())
     return ready, {
         "status": "ready" if ready else "not_ready",
         "events": "subscribed" if events else "unavailable",
+        "caches": "short-lived (no events)" if state.caches.degraded else "normal",
         "backends": {name: "serving" if ok else "unavailable" for name, ok in health.items()},
     }

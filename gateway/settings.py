@@ -30,6 +30,8 @@ class Settings:
     secure_cookies: bool
     hsts: bool
     cache_ttl: float
+    # While NATS is away (no invalidation events), cached entries live at most this long.
+    cache_ttl_without_events: float
     backend_timeout: float
     max_body_bytes: int
     max_upload_bytes: int
@@ -64,6 +66,7 @@ class Settings:
             secure_cookies=env_bool(env, "FRONTDESK_SECURE_COOKIES", False),
             hsts=env_bool(env, "FRONTDESK_HSTS", False),
             cache_ttl=env_float(env, "FRONTDESK_CACHE_TTL", 30.0),
+            cache_ttl_without_events=env_float(env, "FRONTDESK_CACHE_TTL_WITHOUT_EVENTS", 2.0),
             backend_timeout=env_float(env, "FRONTDESK_BACKEND_TIMEOUT", 5.0),
             max_body_bytes=env_int(env, "FRONTDESK_MAX_BODY_BYTES", 1024 * 1024),
             max_upload_bytes=env_int(env, "FRONTDESK_MAX_UPLOAD_BYTES", 50 * 1024 * 1024),

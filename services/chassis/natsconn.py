@@ -17,10 +17,15 @@ log = logging.getLogger(__name__)
 
 
 async def connect(
-    url: str, name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None
+    url: str,
+    name: str,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    on_disconnect: Callable[[], Awaitable[None]] | None = None,
 ) -> NATS:
-    async def on_disconnect() -> None:
+    async def disconnected() -> None:
         log.warning("nats disconnected")
+        if on_disconnect is not None:
+            await on_disconnect()
 
     async def reconnected() -> None:
         log.info("nats reconnected")
@@ -38,7 +43,7 @@ async def connect(
         connect_timeout=5,
         drain_timeout=5,
         allow_reconnect=True,
-        disconnected_cb=on_disconnect,
+        disconnected_cb=disconnected,
         reconnected_cb=reconnected,
         error_cb=on_error,
     )

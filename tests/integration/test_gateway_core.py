@@ -78,6 +78,7 @@ async def test_readyz_names_each_backend_and_turns_green_when_all_serve(stack: S
         assert body == {
             "status": "ready",
             "events": "subscribed",
+            "caches": "normal",
             "backends": {name: "serving" for name in SERVICES},
         }
 

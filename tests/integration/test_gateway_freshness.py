@@ -276,6 +276,51 @@ async def test_with_nats_down_the_cache_expiry_is_the_safety_net(
     assert [c.events_seen for c in r.caches] == seen_before  # no event could have told them
 
 
+async def test_with_nats_down_the_gateway_serves_with_short_lived_caches(
+    stack: Stack, nats_server: Any
+) -> None:
+    """A broker outage is not a portal outage: the replicas stay ready, forget their caches
+    and keep entries at most FRONTDESK_CACHE_TTL_WITHOUT_EVENTS, so a revocation no event can
+    announce still takes effect within that time, far below the normal TTL."""
+    if nats_server is None:
+        pytest.skip("needs the embedded NATS server (FRONTDESK_TEST_NATS_URL is set)")
+    stack.extra_env["FRONTDESK_CACHE_TTL"] = "600"
+    stack.extra_env["FRONTDESK_CACHE_TTL_WITHOUT_EVENTS"] = "1.0"
+    # Every backend up (compliance too): readiness is then about NATS alone.
+    await stack.start("directory")
+    await stack.start("compliance")
+    r = await _two_replicas(stack)
+    await r.world.role("Reporter", "Ticket:read", "Ticket:create")
+    pid = await r.world.person("pat@acme.test", groups=(), roles=("Reporter",))
+    clients = await _signed_in_on_both(r, "pat@acme.test")
+    await _warm(r, clients, pid, "/api/v1/tickets")
+
+    nats_server.stop()
+    await asyncio.wait_for(_until(lambda: all(c.degraded for c in r.caches)), 10)
+    for client in clients:
+        status, body = await client.get("/api/v1/tickets")
+        assert status == 200, body  # still served, from the backends
+        async with client.http.get(f"{client.base_url}/readyz") as resp:
+            ready = await resp.json()
+        assert resp.status == 200, ready
+        assert ready["events"] == "unavailable" and ready["caches"] == "short-lived (no events)"
+    seen_before = [c.events_seen for c in r.caches]
+    await _revoke_role(r, pid, clients)
+    await asyncio.wait_for(
+        asyncio.gather(*(_poll_until(c, "/api/v1/tickets", lambda s: s == 403) for c in clients)),
+        timeout=1.0 + 3.0,
+    )
+    assert [c.events_seen for c in r.caches] == seen_before  # no event could have told them
+
+    nats_server.start()
+    await asyncio.wait_for(_until(lambda: not any(c.degraded for c in r.caches)), 30)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.05)
+
+
 async def _poll_until(client: GatewayClient, path: str, expected: Callable[[int], bool]) -> float:
     while True:
         status, _ = await client.get(path)
