@@ -25,6 +25,7 @@ from services.directory import (
 )
 from services.directory.domain import (
     GROUP_ADMINISTRATORS,
+    GROUP_PORTAL_USERS,
     ImportJob,
     Notifications,
     Person,
@@ -49,9 +50,16 @@ class _ChunkPlan:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def _admins_group(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> uuid.UUID | None:
-    group = await store_groups.get_builtin_group(conn, workspace_id, GROUP_ADMINISTRATORS)
-    return None if group is None else group.id
+@dataclass
+class _Builtins:
+    admins: uuid.UUID | None  # never deactivated by an import
+    portal_users: uuid.UUID | None  # every new person joins it, as on every other path
+
+
+async def _builtins(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> _Builtins:
+    admins = await store_groups.get_builtin_group(conn, workspace_id, GROUP_ADMINISTRATORS)
+    portal = await store_groups.get_builtin_group(conn, workspace_id, GROUP_PORTAL_USERS)
+    return _Builtins(None if admins is None else admins.id, None if portal is None else portal.id)
 
 
 async def _plan_chunk(
@@ -59,11 +67,14 @@ async def _plan_chunk(
     settings: PortalSettings,
     groups: dict[str, uuid.UUID],
     rows: Sequence[importfile.ImportRow],
-    admins: uuid.UUID | None,
+    builtins: _Builtins,
 ) -> _ChunkPlan:
     """What the rows would change, against the database as it is now (no writes).
 
-    An import never deactivates an administrator (it could lock everyone out of the console)."""
+    An import never deactivates an administrator (it could lock everyone out of the console).
+    A new person joins Portal Users besides the row's groups, as a person created in the form,
+    self-registered or provisioned by SCIM does (else their portal access would open nothing)."""
+    admins = builtins.admins
     plan = _ChunkPlan()
     emails = [r.email.lower() for r in rows if r.ok]
     logins = [r.login_name.lower() for r in rows if r.ok and r.login_name]
@@ -119,7 +130,10 @@ async def _plan_chunk(
                 Notifications(),
             )
             plan.creates.append(person)
-            plan.new_members.extend((g, person.id, True) for g in group_ids)
+            joins = group_ids
+            if builtins.portal_users is not None and builtins.portal_users not in joins:
+                joins = [*joins, builtins.portal_users]
+            plan.new_members.extend((g, person.id, True) for g in joins)
             continue
         after = replace(
             existing,
@@ -247,10 +261,10 @@ class ImportUseCases(ServiceBase):
             async with self._read() as conn, conn.transaction(readonly=True):
                 settings = await self._settings(conn, caller.workspace_id)
                 groups = await store_groups.groups_by_name(conn, caller.workspace_id)
-                admins = await _admins_group(conn, caller.workspace_id)
+                builtins = await _builtins(conn, caller.workspace_id)
                 for start in range(0, len(rows), IMPORT_CHUNK):
                     plan = await _plan_chunk(
-                        conn, settings, groups, rows[start : start + IMPORT_CHUNK], admins
+                        conn, settings, groups, rows[start : start + IMPORT_CHUNK], builtins
                     )
                     _count(job, plan)
             job.rows_done = len(rows)
@@ -311,7 +325,7 @@ class ImportUseCases(ServiceBase):
         async with self._pool.acquire() as conn:
             settings = await self._settings(conn, ws)
             groups = await store_groups.groups_by_name(conn, ws)
-            admins = await _admins_group(conn, ws)
+            builtins = await _builtins(conn, ws)
         stored_errors = len(job.errors)
         done = job.rows_done
         while done < len(rows):
@@ -319,7 +333,7 @@ class ImportUseCases(ServiceBase):
             for attempt in range(3):
                 try:
                     async with self._tx() as conn:
-                        plan = await _plan_chunk(conn, settings, groups, chunk, admins)
+                        plan = await _plan_chunk(conn, settings, groups, chunk, builtins)
                         await _apply_chunk(conn, ws, job.id, actor, plan)
                         room = max(MAX_STORED_ERRORS - stored_errors, 0)
                         await store_imports.import_progress(

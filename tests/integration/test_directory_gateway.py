@@ -729,6 +729,41 @@ async def test_import_dry_run_real_run_progress_and_errors(suite: Suite) -> None
     assert status == 422 and "UTF-8" in bad["error"]["message"], bad
 
 
+async def test_an_imported_person_with_portal_access_can_use_the_portal(suite: Suite) -> None:
+    """Imported persons join Portal Users like persons made in the form: access that opens
+    nothing was the first wave's most reported surprise ("nothing in the portal for you")."""
+    admin = await suite.admin()
+    csv_text = "email,name,portal_access\nimp@acme.test,Imp Orted,true\n"
+    status, started = await admin.post(
+        f"{API}/persons/import?format=csv",
+        data=csv_text.encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert status == 202, started
+    job = await _wait_for_job(admin, started["id"])
+    assert job["created"] == 1, job
+    status, found = await admin.get(f"{API}/persons?q=imp@acme.test")
+    (person,) = found["items"]
+    assert person["group_ids"] == [suite.portal_group], person
+    await suite.auth.SetPassword(
+        auth_pb2.SetPasswordRequest(caller=suite.system, person_id=person["id"], password=PASSWORD)
+    )
+    imp = await suite.portal_client("imp@acme.test")
+    status, body = await imp.get("/api/v1/tickets")
+    assert status == 200, body
+    status, made = await imp.post(
+        "/api/v1/tickets",
+        json={
+            "type": "incident",
+            "title": "Printer",
+            "description": "It jams.",
+            "impact": "low",
+            "urgency": "low",
+        },
+    )
+    assert status == 201, made
+
+
 async def test_import_over_50_mb_is_a_clear_413(suite: Suite) -> None:
     admin = await suite.admin()
     big = b"email,name\n" + b"x" * (50 * 1024 * 1024)
