@@ -40,6 +40,10 @@ from services.chassis.errors import FailedPrecondition, InvalidField, Permission
 
 log = logging.getLogger(__name__)
 
+# A right TOTP code that was already used: said as such, so people wait for the next one.
+CODE_REUSED = "reused"
+REUSED_MESSAGE = "was already used; wait for the next code on your device"
+
 
 @dataclass(frozen=True)
 class LoginResult:
@@ -230,15 +234,18 @@ class ServiceBase:
     async def _use_code(
         self, conn: asyncpg.Connection, ws: str, person_id: str, code: str
     ) -> str | None:
-        """ "totp" or "recovery_code" when `code` is valid and now used up, else None."""
+        """ "totp" or "recovery_code" when `code` is valid and now used up; CODE_REUSED for a
+        right TOTP code that was already used (RFC 6238 5.2: each works once); else None."""
         totp = await store_two_factor.get_totp(conn, ws, person_id)
         if totp is None or not totp.enabled or totp.secret is None:
             return None
         if looks_like_totp(code):
             secret = self._box.open(totp.secret, context=f"totp:{ws}:{person_id}")
             step = matching_step(secret, code)
-            if step is None or not await store_two_factor.use_totp_step(conn, ws, person_id, step):
+            if step is None:
                 return None
+            if not await store_two_factor.use_totp_step(conn, ws, person_id, step):
+                return CODE_REUSED
             return "totp"
         if await store_two_factor.use_recovery_code(conn, ws, person_id, recovery_code_hash(code)):
             return "recovery_code"
@@ -250,10 +257,10 @@ class ServiceBase:
         await self._check_throttle(ws, keys)
         async with self._pool.acquire() as conn, conn.transaction():
             method = await self._use_code(conn, ws, person_id, code)
-        if method is None:
+        if method is None or method == CODE_REUSED:
             async with self._pool.acquire() as conn, conn.transaction():
                 await self._count_failure(conn, ws, keys)
-            raise InvalidField("code", "is not valid")
+            raise InvalidField("code", REUSED_MESSAGE if method == CODE_REUSED else "is not valid")
 
     async def end_sessions(
         self,

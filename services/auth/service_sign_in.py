@@ -15,7 +15,13 @@ from services.auth.domain import (
     normalize_password,
     token_hash,
 )
-from services.auth.service_base import LoginResult, ServiceBase, checked_workspace
+from services.auth.service_base import (
+    CODE_REUSED,
+    REUSED_MESSAGE,
+    LoginResult,
+    ServiceBase,
+    checked_workspace,
+)
 from services.chassis.errors import InvalidField, Unauthenticated
 
 MAX_SECOND_FACTOR_ATTEMPTS = 5
@@ -132,7 +138,7 @@ class SignInUseCases(ServiceBase):
         session: Session | None = None
         async with self._pool.acquire() as conn, conn.transaction():
             method = await self._use_code(conn, ws, person.id, code)
-            if method is not None:
+            if method is not None and method != CODE_REUSED:
                 if not await store_sessions.consume_pending(conn, ws, pending_id):
                     raise Unauthenticated("the sign-in has expired; sign in again")
                 token, session = await self._start_session(
@@ -147,6 +153,8 @@ class SignInUseCases(ServiceBase):
                 )
         if method is None or session is None:
             await self._fail_login(ws, keys, person.id, "bad_second_factor", client_ip)
+            if method == CODE_REUSED:
+                raise Unauthenticated(f"this code {REUSED_MESSAGE}")
             raise Unauthenticated("the code is not valid")
         await self._after_sign_in(ws, person.id, pending.surface)
         return LoginResult(

@@ -385,6 +385,8 @@ async def test_totp_second_step_accepts_each_code_once_on_any_replica(
         )
     )
     assert replay.code() == grpc.StatusCode.UNAUTHENTICATED
+    # ... and says why, so the person waits for the next code instead of doubting the device.
+    assert "already used" in (replay.details() or "") and "next code" in (replay.details() or "")
 
     # A recovery code works once.
     by_recovery = await other.VerifySecondFactor(
