@@ -38,7 +38,11 @@ def portal_sections(ctx: Ctx) -> list[dict[str, str]]:
     return [
         {"label": label, "href": href, "section": section or ""}
         for label, href, section, perms in PORTAL_NAV
-        if (section is None or ctx.section_on(section)) and ctx.has(*perms)
+        if (section is None or ctx.section_on(section))
+        and ctx.has(*perms)
+        # A gateway run without the notifications service (FRONTDESK_NOTIFICATIONS_ADDR
+        # unset) links nowhere it could not serve.
+        and (href != "/notifications" or ctx.backends.notifications is not None)
     ]
 
 

@@ -62,6 +62,7 @@ SECTION_FIELDS = {
     "issues": "issues_enabled",
     "control_tests": "control_tests_enabled",
 }
+SECTION_LABELS = {"tickets": "Tickets", "issues": "Issues", "control_tests": "Control tests"}
 CSRF_COOKIE = "fd_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
@@ -518,10 +519,14 @@ async def access_step(ctx: Ctx) -> None:
 
 
 async def section_step(ctx: Ctx) -> None:
-    """A portal section that is off is gone (404); section toggles do not touch management."""
+    """A portal section that is off is gone (404, no data), and says so: a bookmark to it should
+    not look like a broken link. Section toggles do not touch management."""
     section = ctx.route.section
     if ctx.route.surface != "management" and section is not None and not ctx.section_on(section):
-        raise not_found("page")
+        label = SECTION_LABELS[section]
+        raise ApiError(
+            404, "not_found", f"{label} are turned off in this portal by its administrator"
+        )
 
 
 async def permissions_step(ctx: Ctx) -> None:

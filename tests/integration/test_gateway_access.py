@@ -341,10 +341,15 @@ async def test_a_section_turned_off_is_404_everywhere_in_the_portal_and_gone_fro
         for path in ("/tickets", "/tickets/new", f"/tickets/{number}"):
             status, page = await client.get(path, headers=HTML)
             assert status == 404, path
-            assert "Not found" in page
+            # A bookmark says why it leads nowhere, and shows nothing of the ticket.
+            assert "turned off in this portal by its administrator" in page, path
+            assert created["title"] not in page
         for path in ("/api/v1/tickets", f"/api/v1/tickets/{number}"):
             status, body = await client.get(path)
             assert status == 404 and body["error"]["code"] == "not_found", path
+            assert body["error"]["message"] == (
+                "Tickets are turned off in this portal by its administrator"
+            )
         status, body = await client.post("/api/v1/tickets", json=INCIDENT)
         assert status == 404
         status, body = await client.post(
