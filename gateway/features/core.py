@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from aiohttp import web
 
@@ -67,7 +69,14 @@ async def csrf(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 async def portal_home(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ctx.render("core/home.html")
+    """Greets by name and puts what waits for the person's answer first."""
+    from gateway.features.tickets.portal import waiting_for_me
+    from gateway.present import person_names
+
+    if ctx.person is None or not ctx.person.portal_access:
+        return ctx.render("core/home.html", {"name": "", "waiting": []})
+    names, waiting = await asyncio.gather(person_names(ctx, [ctx.person_id]), waiting_for_me(ctx))
+    return ctx.render("core/home.html", {"name": names.get(ctx.person_id, ""), "waiting": waiting})
 
 
 async def management_home(request: web.Request, ctx: Ctx) -> web.StreamResponse:

@@ -373,3 +373,26 @@ async def test_assigning_a_ticket_to_someone_who_is_no_agent_here_is_a_422_namin
         assert body["error"]["fields"] == {"assignee_id": problem}
     status, body = await agent.get(f"/management/api/v1/tickets/{ticket['id']}")
     assert status == 200 and body["ticket"]["assignee_id"] is None
+
+
+async def test_portal_home_greets_by_name_and_shows_what_waits_for_an_answer_first(
+    suite: Suite,
+) -> None:
+    await suite.person("wendy@acme.test", "Wendy Waits")
+    wendy = await suite.client("wendy@acme.test")
+    agent = await suite.client(suite.agent_email, "management")
+    _, asked = await wendy.post("/api/v1/tickets", json=INCIDENT)
+    _, other = await wendy.post("/api/v1/tickets", json={**INCIDENT, "title": "Other thing"})
+    status, page = await wendy.get("/", headers={"Accept": "text/html"})
+    assert status == 200 and "Hello, Wendy Waits" in page
+    assert "Waiting for you" not in page
+
+    for status_name in ("in_progress", "waiting_for_requester"):
+        status, body = await agent.post(
+            f"/management/api/v1/tickets/{asked['id']}/status", json={"status": status_name}
+        )
+        assert status == 200, body
+    status, page = await wendy.get("/", headers={"Accept": "text/html"})
+    assert "Waiting for you" in page
+    waiting = page.split('id="waiting-title"', 1)[1].split("</section>", 1)[0]
+    assert asked["number"] in waiting and other["number"] not in waiting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,8 @@ from gateway.uploads import (
     files_by_comment,
     read_upload_form,
 )
+
+log = logging.getLogger(__name__)
 
 
 class MyTicketsQuery(msgspec.Struct):
@@ -129,6 +132,24 @@ async def api_comment_my_ticket(request: web.Request, ctx: Ctx) -> web.StreamRes
         TicketCommentResultOut(comment=comment_out(resp.comment), ticket=ticket_out(resp.ticket)),
         status=201,
     )
+
+
+async def waiting_for_me(ctx: Ctx, limit: int = 5) -> list[dict[str, Any]]:
+    """The caller's tickets that wait for their answer, for the portal home (first things
+    first); empty when tickets are not theirs to see or the service does not answer."""
+    if not (ctx.section_on("tickets") and ctx.has(*PORTAL_PERMISSIONS[:1])):
+        return []
+    req = T.ListMyTicketsRequest(
+        caller=portal_caller(ctx, PORTAL_PERMISSIONS),
+        statuses=[tickets_pb2.TICKET_STATUS_WAITING_FOR_REQUESTER],
+        page=common_pb2.PageRequest(page_size=limit),
+    )
+    try:
+        resp = await ctx.call(ctx.backends.tickets.ListMyTickets, req, safe=True)
+    except ApiError as exc:
+        log.info("portal home without waiting tickets: %s", exc.message)
+        return []
+    return [ticket_view(t) for t in resp.tickets]
 
 
 async def page_my_tickets(request: web.Request, ctx: Ctx) -> web.StreamResponse:
