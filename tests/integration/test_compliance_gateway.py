@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -372,3 +373,38 @@ async def test_owners_and_assignees_from_elsewhere_are_a_422_naming_the_field(
     assert status == 201, body
     status, body = await mia.get("/management/api/v1/issues")
     assert status == 200 and body["items"] == []
+
+
+async def test_line_breaks_are_kept_escaped_and_the_opened_issue_is_a_link(suite: Suite) -> None:
+    alice_id = await suite.person("alice@acme.test", "Alice Tester")
+    await suite.person("mia@acme.test", "Mia Manager", manager=True)
+    mia = await suite.client("mia@acme.test", "management")
+    procedure = "1. Export the admin list\n2. Compare it with <b>HR</b> records"
+    await mia.post(
+        "/management/api/v1/controls",
+        json={**CONTROL, "owner_id": alice_id, "test_procedure": procedure},
+    )
+    alice = await suite.client("alice@acme.test")
+    status, page = await alice.get("/control-tests/TST-1")
+    assert status == 200
+    # The text keeps its line break inside an element whose white space every page keeps,
+    # and stays text: the tag is escaped, never markup.
+    assert (
+        '<p class="pre">1. Export the admin list\n2. Compare it with &lt;b&gt;HR&lt;/b&gt; records'
+        in page
+    )
+    for sheet in re.findall(r'<link rel="stylesheet" href="([^"]+)"', page):
+        status, css = await alice.get(sheet)
+        if ".pre {" in css:
+            assert "white-space: pre-wrap" in css.split(".pre {", 1)[1].split("}", 1)[0]
+            break
+    else:
+        raise AssertionError("no stylesheet of the page keeps the line breaks")
+
+    status, _ = await alice.post(
+        "/control-tests/TST-1/complete",
+        data={"csrf_token": alice.csrf, "result": "fail", "notes": "Broken", "evidence": "x"},
+    )
+    assert status == 303
+    status, page = await alice.get("/control-tests/TST-1?done=1")
+    assert 'The failure opened issue <a href="/issues/ISS-1">ISS-1</a>' in page
