@@ -23,6 +23,7 @@ from gateway.cache import Caches, Invalidator
 from gateway.errors import ApiError, from_grpc
 from gateway.features.scim import api as scim_api
 from gateway.metrics import add_metrics_listener
+from gateway.present import pretty_time
 from gateway.readiness import INVALIDATOR_KEY
 from gateway.routing import (
     ROUTE_KEY,
@@ -250,11 +251,12 @@ def create_app(settings: Settings, backends: Backends | None = None) -> web.Appl
     app.on_response_prepare.append(_secure_before_sending)
     if settings.metrics_enabled:
         add_metrics_listener(app, settings.metrics_host, settings.metrics_port)
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
         autoescape=jinja2.select_autoescape(["html"]),
     )
+    env.filters["when"] = pretty_time  # RFC 3339 text as people read it
     for route in ROUTES:
         app.router.add_route(route.method, route.path, build_handler(route))
     app.router.add_static("/static/", HERE / "static", append_version=True)

@@ -52,6 +52,11 @@ def management_links(ctx: Ctx) -> list[dict[str, str]]:
     ]
 
 
+def current_href(path: str, hrefs: list[str]) -> str:
+    matches = [h for h in hrefs if path == h or path.startswith(h.rstrip("/") + "/")]
+    return max(matches, key=len, default="")
+
+
 def page_context(ctx: Ctx) -> dict[str, Any]:
     signed_in = ctx.person is not None
     portal_ok = bool(ctx.person and ctx.person.portal_access)
@@ -65,6 +70,13 @@ def page_context(ctx: Ctx) -> dict[str, Any]:
         "is_manager": ctx.is_manager,
         "portal_access": portal_ok,
         "current_path": ctx.request.path,
+        # The one link of the navigation this page belongs to: the longest that the path
+        # starts with ("/management/persons/import" is Import, not Persons as well).
+        "current_href": current_href(
+            ctx.request.path,
+            [link["href"] for link in (portal_sections(ctx) if portal_ok else [])]
+            + [link["href"] for link in (management_links(ctx) if signed_in else [])],
+        ),
         "in_management": ctx.request.path.startswith("/management"),
         # set by the notifications feature's nav step for portal pages (None: not known)
         "unread_notifications": ctx.request.get("fd_unread_notifications"),

@@ -962,3 +962,13 @@ async def test_each_route_needs_its_own_permission(suite: Suite) -> None:
         assert status == 403, (method, path, answer)
     status, admin_detail = await rita.get(f"{API}/persons/{suite.admin_id}")
     assert admin_detail["person"]["name"] == "Ada Admin"
+
+
+async def test_the_navigation_marks_only_the_page_it_is_on(suite: Suite) -> None:
+    admin = await suite.admin()
+    status, page = await admin.get("/management/persons/import")
+    assert status == 200
+    current = re.findall(r'<a href="([^"]+)" aria-current="page">', page)
+    assert current == ["/management/persons/import"], current
+    status, page = await admin.get("/management/persons")
+    assert re.findall(r'<a href="([^"]+)" aria-current="page">', page) == ["/management/persons"]

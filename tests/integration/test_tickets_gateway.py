@@ -396,3 +396,24 @@ async def test_portal_home_greets_by_name_and_shows_what_waits_for_an_answer_fir
     assert "Waiting for you" in page
     waiting = page.split('id="waiting-title"', 1)[1].split("</section>", 1)[0]
     assert asked["number"] in waiting and other["number"] not in waiting
+
+
+async def test_a_posted_comment_is_confirmed_and_session_times_are_readable(suite: Suite) -> None:
+    await suite.person("cora@acme.test", "Cora Comments")
+    cora = await suite.client("cora@acme.test")
+    _, ticket = await cora.post("/api/v1/tickets", json=INCIDENT)
+    status, page = await cora.post(
+        f"/tickets/{ticket['number']}/comments",
+        data={"csrf_token": cora.csrf, "body": "Still broken"},
+        allow_redirects=True,
+    )
+    assert status == 200
+    assert "Your comment was added." in page and "Still broken" in page
+
+    status, page = await cora.get("/profile", headers={"Accept": "text/html"})
+    assert status == 200
+    sessions = page.split('<thead><tr><th scope="col">Where', 1)[1].split("</table>", 1)[0]
+    assert "<th></th>" not in sessions and 'visually-hidden">Action' in sessions
+    # "2026-12-07 23:59 UTC", not "2026-12-07T23:59:01Z"
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d UTC</td>", sessions), sessions
+    assert not re.search(r"\d\dT\d\d:", sessions)

@@ -183,6 +183,7 @@ async def _render_my_issue(
             "files": attached.get("", []),
             "kept_files": files or [],
             "pretty": pretty_time,
+            "commented": ctx.request.query.get("done") == "commented",
         },
         status=status,
     )
@@ -217,7 +218,7 @@ async def page_comment_my_issue(request: web.Request, ctx: Ctx) -> web.StreamRes
             status=exc.status,
             files=upload.files,
         ),
-        f"/issues/{ref}#comments",
+        f"/issues/{ref}?done=commented#comments",
         expected=(409, 413, 422),
     )
 

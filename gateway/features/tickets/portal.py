@@ -349,6 +349,7 @@ async def _render_portal_detail(
             "files": attached.get("", []),
             "kept_files": files or [],
             "removed": ctx.request.query.get("done") == "removed",
+            "commented": ctx.request.query.get("done") == "commented",
             "created": ctx.request.query.get("created") == "1",
             "pretty": pretty_time,
         },
@@ -385,7 +386,7 @@ async def page_comment_my_ticket(request: web.Request, ctx: Ctx) -> web.StreamRe
             status=exc.status,
             files=upload.files,
         ),
-        f"/tickets/{ref}#comments",
+        f"/tickets/{ref}?done=commented#comments",
         expected=(409, 413, 422),
     )
 
