@@ -93,6 +93,13 @@ async def test_portal_user_signs_in_submits_a_ticket_finds_it_and_comments(
 
     await page.get_by_role("link", name="Submit a ticket").first.click()
     await expect(page.get_by_role("heading", name="Submit a ticket")).to_be_visible()
+    # An incident asks no change-request questions; choosing a change request shows them.
+    await expect(page.locator("#reason")).to_be_hidden()
+    await page.get_by_role("radio", name="Change request").check()
+    await expect(page.locator("#reason")).to_be_visible()
+    await page.get_by_role("radio", name="Incident").check()
+    await expect(page.locator("#planned_start")).to_be_hidden()
+    await expect(page.locator("#impact")).to_contain_text("Many people or the whole company")
     # Submitting an empty form shows the errors next to the fields.
     await page.get_by_role("button", name="Submit").click()
     await expect(page.locator("#title")).to_have_attribute("aria-invalid", "true")
@@ -121,6 +128,7 @@ async def test_portal_user_signs_in_submits_a_ticket_finds_it_and_comments(
     await page.get_by_label("Add a comment").fill("It dropped again at 10:05.")
     await page.get_by_role("button", name="Comment").click()
     await expect(page.locator("#comments .comments")).to_contain_text("It dropped again at 10:05.")
+    await expect(page.get_by_role("status")).to_contain_text("Your comment was added.")
     await _shot(page, screenshots, "06-ticket-with-comment")
 
     # The same pages read on a phone.

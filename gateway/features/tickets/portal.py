@@ -232,14 +232,15 @@ def _form_to_request(
                 fields[name] = "enter a date and time"
     if fields:
         return None, fields
+    change = form.type == "change_request"  # the hidden change fields count only for one
     body = TicketIn(
         type=form.type,  # type: ignore[arg-type]
         title=form.title,
         description=form.description,
         impact=levels["impact"],
         urgency=levels["urgency"],
-        reason=form.reason,
-        risk=levels["risk"],
+        reason=form.reason if change else "",
+        risk=levels["risk"] if change else None,
         planned_start=times["planned_start"],
         planned_end=times["planned_end"],
     )
