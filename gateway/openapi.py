@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import typing
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -26,6 +28,20 @@ ERROR_SCHEMA = {
 }
 
 
+def _mark_date_times(struct: Any, component: dict[str, Any]) -> None:
+    """msgspec writes a datetime field as a plain string: say it is an RFC 3339 date-time."""
+    if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
+        return
+    hints = typing.get_type_hints(struct)
+    for name, prop in component.get("properties", {}).items():
+        hint = hints.get(name)
+        if hint is None or datetime not in (hint, *typing.get_args(hint)):
+            continue
+        for option in prop.get("anyOf", [prop]):
+            if option.get("type") == "string":
+                option["format"] = "date-time"
+
+
 def build(routes: list[Route]) -> dict[str, Any]:
     api_routes = [r for r in routes if r.kind == "api" and r.needs_workspace]
     types: list[Any] = []
@@ -37,6 +53,13 @@ def build(routes: list[Route]) -> dict[str, Any]:
         types, ref_template="#/components/schemas/{name}"
     )
     schema_of = dict(zip([id(t) for t in types], schemas_list, strict=True))
+    for t in types:
+        component = components.get(getattr(t, "__name__", ""))
+        if component is None:
+            continue
+        # Rules a struct cannot spell as field types (e.g. what each ticket type requires).
+        component.update(getattr(t, "__json_schema_extra__", None) or {})
+        _mark_date_times(t, component)
     components["Error"] = ERROR_SCHEMA
     paths: dict[str, dict[str, Any]] = {}
     for r in api_routes:

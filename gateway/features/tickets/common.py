@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 from aiohttp import web
@@ -148,7 +148,28 @@ class TicketCommentResultOut(msgspec.Struct):
     ticket: TicketOut
 
 
+# What the tickets service requires of each type (services/tickets/domain.py), for the
+# OpenAPI document: an incident names impact and urgency; a change request its reason, risk
+# and planned window (impact and urgency together or not at all).
+TYPE_REQUIREMENTS: dict[str, Any] = {
+    "oneOf": [
+        {
+            "title": "Incident",
+            "properties": {"type": {"const": "incident"}},
+            "required": ["type", "impact", "urgency"],
+        },
+        {
+            "title": "Change request",
+            "properties": {"type": {"const": "change_request"}},
+            "required": ["type", "reason", "risk", "planned_start", "planned_end"],
+        },
+    ]
+}
+
+
 class TicketIn(msgspec.Struct, forbid_unknown_fields=True):
+    __json_schema_extra__: ClassVar[dict[str, Any]] = TYPE_REQUIREMENTS
+
     type: TypeName
     title: str
     description: str
@@ -163,6 +184,8 @@ class TicketIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TicketOnBehalfIn(msgspec.Struct, forbid_unknown_fields=True):
+    __json_schema_extra__: ClassVar[dict[str, Any]] = TYPE_REQUIREMENTS
+
     type: TypeName
     title: str
     description: str
