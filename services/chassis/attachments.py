@@ -449,8 +449,9 @@ class Files:
         signature: str,
     ) -> None:
         """Move an infected object under quarantine/ and keep its row as 'quarantined' (never
-        served); logs who uploaded what. A store or database failure here leaves the row
-        'uploading', which is never served either (the sweeper removes it and its object)."""
+        served); logs who uploaded what. When the move fails the object stays under its key,
+        quarantined all the same (the row says so); when the database fails the row stays
+        'uploading', never served either, and the sweeper removes it with the object."""
         target = QUARANTINE_PREFIX + key
         try:
             await self.objects.move(key, target)
