@@ -1,11 +1,13 @@
 """Attachments: upload and download throughput of 1 MB and 25 MB files through the gateway,
 next to direct S3 put/get against the same SeaweedFS in the same run, and the gateway's peak
-resident memory during 8 parallel 25 MB uploads.
+resident memory during 8 parallel 25 MB uploads. With --scan, a second tickets service with the
+malware scan on (FRONTDESK_CLAMD, a real clamd from tests/clamd.py) behind its own gateway takes
+the same uploads, and the upload throughput scan-on / scan-off is reported for both sizes.
 
 The gateway and the tickets service run in their own processes (as deployed); the bench
 process drives HTTP and the direct S3 calls (aiobotocore, as the service uses it).
 
-    .venv/bin/python bench/bench_attachments.py [--small 20] [--large 4]
+    .venv/bin/python bench/bench_attachments.py [--small 20] [--large 4] [--scan]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from yarl import URL
 from deploy.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedS3, free_port
 from services.chassis.grpcio import check_health
 from services.chassis.objectstore import ObjectStore, S3Settings
+from tests.clamd import EmbeddedClamd
 from tests.gateway_client import GatewayClient
 from tests.gateway_process import ROOT, GatewayProcess
 from tests.signing import channel, keys
@@ -71,7 +74,17 @@ def spawn_tickets(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"127.0.0.1:{port}"
 
 
-async def main(small: int, large: int) -> None:
+async def start_tickets(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    tickets, addr = spawn_tickets(env)
+    deadline = time.monotonic() + 60
+    while not await check_health(addr, timeout=0.5):
+        if time.monotonic() > deadline or tickets.poll() is not None:
+            raise RuntimeError("the tickets service did not start")
+        await asyncio.sleep(0.2)
+    return tickets, addr
+
+
+async def main(small: int, large: int, scan: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-attachments-"))
     pg = EmbeddedPostgres(work / "pg", free_port(), fast=True)
     pg.start()
@@ -89,24 +102,29 @@ async def main(small: int, large: int) -> None:
     )
     tickets: subprocess.Popen[bytes] | None = None
     gateway: GatewayProcess | None = None
+    scanning: subprocess.Popen[bytes] | None = None  # the tickets service with the scan on
+    scan_gateway: GatewayProcess | None = None
+    clamd = EmbeddedClamd(work / "clamd", free_port()) if scan else None
     store = ObjectStore(S3Settings(s3.endpoint, "bench", "us-east-1", access, secret))
     await store.start()
     client: GatewayClient | None = None
     try:
         await stack.start("directory")
         await stack.start("auth")
-        tickets, tickets_addr = spawn_tickets(
-            stack.env(FRONTDESK_IDENTITY_KEY_FILE=keys().key_file("tickets"))
-        )
-        deadline = time.monotonic() + 60
-        while not await check_health(tickets_addr, timeout=0.5):
-            if time.monotonic() > deadline or tickets.poll() is not None:
-                raise RuntimeError("the tickets service did not start")
-            await asyncio.sleep(0.2)
+        tickets_env = stack.env(FRONTDESK_IDENTITY_KEY_FILE=keys().key_file("tickets"))
+        tickets, tickets_addr = await start_tickets(tickets_env)
         env = stack.env()
         env["FRONTDESK_IDENTITY_KEY_FILE"] = keys().key_file("gateway")  # the gateway's signing key
         env.update(FRONTDESK_TICKETS_ADDR=tickets_addr, FRONTDESK_COMPLIANCE_ADDR="127.0.0.1:1")
         gateway = await GatewayProcess.start(env)
+        if clamd is not None:
+            clamd.start()
+            scanning, scanning_addr = await start_tickets(
+                {**tickets_env, "FRONTDESK_CLAMD": clamd.address}
+            )
+            scan_gateway = await GatewayProcess.start(
+                {**env, "FRONTDESK_TICKETS_ADDR": scanning_addr}
+            )
         async with (
             channel(stack.addresses["directory"]) as dch,
             channel(stack.addresses["auth"]) as ach,
@@ -146,11 +164,11 @@ async def main(small: int, large: int) -> None:
         await client.refresh_csrf()
         http = client.http
 
-        async def upload(data: bytes, name: str) -> str:
+        async def upload(data: bytes, name: str, base: str = gateway.base) -> str:
             form = aiohttp.FormData()
             form.add_field("file", data, filename=name, content_type="application/zip")
             async with http.post(
-                gateway.base + "/api/v1/tickets/uploads", data=form, headers=client.headers()
+                base + "/api/v1/tickets/uploads", data=form, headers=client.headers()
             ) as resp:
                 body = await resp.json()
                 assert resp.status == 201, body
@@ -171,6 +189,9 @@ async def main(small: int, large: int) -> None:
             assert got == size
 
         await upload(payload(1000, 0), "warm.zip")
+        if scan_gateway is not None:
+            await upload(payload(1000, 0), "warm.zip", scan_gateway.base)
+        scan_lines: list[str] = []
         print(f"files: {small} x 1 MB, {large} x 25 MB (each size measured sequentially)")
         for size, count in ((MB, small), (25 * MB, large)):
             data = [payload(size, i) for i in range(count)]
@@ -188,6 +209,19 @@ async def main(small: int, large: int) -> None:
                     ids.append(await upload(d, f"f{i}.zip"))
 
             gw_put = await timed(total, upload_all)
+            if scan_gateway is not None:
+
+                async def upload_scanned(
+                    data: list[bytes] = data, base: str = scan_gateway.base
+                ) -> None:
+                    for i, d in enumerate(data):
+                        await upload(d, f"s{i}.zip", base)
+
+                scan_put = await timed(total, upload_scanned)
+                scan_lines.append(
+                    f"{size // MB:>2} MB upload, malware scan on: gateway {scan_put:7.1f} MB/s"
+                    f"   scan off {gw_put:7.1f} MB/s   ratio on/off {scan_put / gw_put:.2f}"
+                )
             status, ticket = await client.post(
                 "/api/v1/tickets",
                 json={
@@ -224,6 +258,8 @@ async def main(small: int, large: int) -> None:
                 f"   ratio {gw_get / direct_read:.2f}"
             )
 
+        for line in scan_lines:
+            print(line)
         big = [payload(25 * MB, 100 + i) for i in range(8)]
         gateway.reset_peak()
         before = gateway.memory_kib("VmHWM")
@@ -241,6 +277,13 @@ async def main(small: int, large: int) -> None:
         await store.close()
         if gateway is not None:
             gateway.stop()
+        if scan_gateway is not None:
+            scan_gateway.stop()
+        if scanning is not None and scanning.poll() is None:
+            scanning.send_signal(signal.SIGTERM)
+            scanning.wait(15)
+        if clamd is not None:
+            clamd.stop()
         if tickets is not None and tickets.poll() is None:
             tickets.send_signal(signal.SIGTERM)
             tickets.wait(15)
@@ -254,5 +297,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", type=int, default=20, help="1 MB files per direction")
     parser.add_argument("--large", type=int, default=4, help="25 MB files per direction")
+    parser.add_argument(
+        "--scan",
+        action="store_true",
+        help="also upload through a tickets service scanning with clamd (Debian clamav-daemon)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.small, args.large))
+    asyncio.run(main(args.small, args.large, args.scan))

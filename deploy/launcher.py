@@ -137,6 +137,8 @@ class Launcher:
             say("nats", f"embedded with JetStream, 127.0.0.1:{self.plan.nats_port}")
         self.start_object_store()
         self.start_mail_catcher()
+        if os.environ.get("FRONTDESK_CLAMD"):
+            say("clamd", f"uploads scanned for malware by {os.environ['FRONTDESK_CLAMD']}")
 
     def start_mail_catcher(self) -> None:
         """The local mail catcher, unless FRONTDESK_SMTP_HOST names a real mail server."""

@@ -178,7 +178,11 @@ def _errors_for(route: Route) -> list[tuple[int, str]]:
         if route.streams_body:
             errors += [
                 (415, "A file type not accepted (judged by its content), or not multipart"),
-                (422, "Invalid input, with field errors"),
+                (
+                    422,
+                    "Invalid input, with field errors; malware_found: the malware scan "
+                    "(FRONTDESK_CLAMD) found the signature named in the message",
+                ),
             ]
     if route.body is not None or route.query is not None:
         errors.append((422, "Invalid input, with field errors"))

@@ -87,7 +87,8 @@ async def object_http(app: web.Application) -> AsyncIterator[None]:
 
 
 def upload_error(exc: grpc.aio.AioRpcError) -> ApiError:
-    """A refused upload: 413 too large, 415 a type not accepted, else the usual mapping."""
+    """A refused upload: 413 too large, 415 a type not accepted, 422 malware found (the
+    scanner's signature in the message), else the usual mapping (a scanner away: 503)."""
     reason = dict(exc.trailing_metadata() or ()).get("fd-reason", "")
     message = exc.details() or "the file was refused"
     if reason == "too_large":
@@ -95,6 +96,10 @@ def upload_error(exc: grpc.aio.AioRpcError) -> ApiError:
     if reason == "unsupported_type":
         return ApiError(
             415, "unsupported_type", message, {"file": message.partition(": ")[2] or message}
+        )
+    if reason == "malware_found":
+        return ApiError(
+            422, "malware_found", message, {"file": message.partition(": ")[2] or message}
         )
     return from_grpc(exc)
 

@@ -102,6 +102,33 @@ async def mark_staged(
     return _attachment(row)
 
 
+async def mark_quarantined(
+    conn: asyncpg.Connection,
+    workspace_id: uuid.UUID,
+    attachment_id: uuid.UUID,
+    stored: tuple[str, int, str],
+    object_key: str,
+    malware: str,
+) -> None:
+    """The upload is infected: kept (for an operator) where no query that serves files looks,
+    never staged, attached or swept. `stored` is (content type, size, SHA-256)."""
+    content_type, size, sha256 = stored
+    await conn.execute(
+        """
+        update attachments set state = 'quarantined', content_type = $3, size = $4,
+            sha256 = $5, object_key = $6, malware = $7
+        where workspace_id = $1 and id = $2 and state = 'uploading'
+        """,
+        workspace_id,
+        attachment_id,
+        content_type,
+        size,
+        sha256,
+        object_key,
+        malware,
+    )
+
+
 async def delete(
     conn: asyncpg.Connection, workspace_id: uuid.UUID, attachment_id: uuid.UUID
 ) -> None:

@@ -4,6 +4,9 @@ A file's bytes arrive as chunks (a client-streaming gRPC call) and go straight o
 store; nothing is written to local disk, and the service holds at most one S3 part in memory.
 The first 4 KiB decide the type (allow-list on content); the size is counted as bytes pass, so
 a file over the limit is refused as soon as it crosses it, and its partial upload is aborted.
+With a malware scanner (FRONTDESK_CLAMD), the stored object is streamed back through clamd
+before its row becomes 'staged' (the only state that can be attached): an infected file is
+quarantined and refused, and a scanner that does not answer refuses the upload as UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from typing import Any
 import asyncpg
 
 from services.chassis import attachment_store as astore
+from services.chassis import metrics
 from services.chassis.attachment_store import Attachment
 from services.chassis.errors import InvalidArgument, NotFound
 from services.chassis.filetypes import ALLOWED_DESCRIPTION, SNIFF_BYTES, clean_name, sniff
+from services.chassis.malware import Clamd, ClamdSettings, ScannerUnavailable, TooLargeToScan
 from services.chassis.objectstore import (
+    QUARANTINE_PREFIX,
     ObjectStore,
     ObjectStoreUnavailable,
     S3Settings,
@@ -40,7 +46,8 @@ MB = 1024 * 1024
 # How long a staged file (uploaded, not yet attached to an item) or a half-done upload is kept
 # before the sweeper removes it.
 STAGED_TTL_SECONDS = 3600
-# Reasons the gateway turns into statuses: too_large -> 413, unsupported_type -> 415.
+# Reasons the gateway turns into statuses: too_large -> 413, unsupported_type -> 415,
+# malware_found -> 422.
 REASON_METADATA = "fd-reason"
 
 
@@ -65,6 +72,16 @@ class FileTooLarge(AttachmentRefused):
 
 class TypeNotAllowed(AttachmentRefused):
     reason = "unsupported_type"
+
+
+class MalwareFound(AttachmentRefused):
+    """The malware scanner found `signature` in the file; it is quarantined, never served."""
+
+    reason = "malware_found"
+
+    def __init__(self, signature: str) -> None:
+        super().__init__(f"file: malware found ({signature}); the file was not accepted")
+        self.signature = signature
 
 
 class AttachmentNotFound(NotFound):
@@ -173,6 +190,8 @@ class FileSettings:
     s3: S3Settings | None = None  # None: no object store, attachments are refused
     sweep_interval: float = 300.0
     limits: Limits = CEILINGS  # the ceilings
+    clamd: ClamdSettings | None = None  # None: files are not scanned for malware
+    clamd_probe_interval: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FileSettings:
@@ -180,6 +199,7 @@ class FileSettings:
             s3=S3Settings.from_env(env),
             sweep_interval=env_float(env, "FRONTDESK_ATTACHMENT_SWEEP_INTERVAL", 300.0),
             limits=limits_from_env(env),
+            clamd=ClamdSettings.from_env(env),
         )
 
 
@@ -191,6 +211,7 @@ class FileWiring:
     limits: LimitsFor
     background: list[PeriodicJob]
     on_stop: list[Callable[[], Awaitable[None]]]
+    scanner: Clamd | None = None
 
 
 async def wire_files(
@@ -206,7 +227,38 @@ async def wire_files(
         "attachment sweeper",
         lambda: sweep_forever(pool, store, service, settings.sweep_interval),
     )
-    return FileWiring(objects, limits.get, [sweeper], [objects.close])
+    wiring = FileWiring(objects, limits.get, [sweeper], [objects.close])
+    if settings.clamd is not None:
+        scanner = Clamd(settings.clamd)
+        wiring.scanner = scanner
+        interval = settings.clamd_probe_interval
+        wiring.background.append(
+            PeriodicJob("clamd probe", lambda: probe_scanner_forever(scanner, service, interval))
+        )
+        log.info("uploads are scanned for malware by clamd at %s", scanner.address)
+    return wiring
+
+
+async def probe_scanner_forever(scanner: Clamd, service: str, interval: float) -> None:
+    """PING clamd every `interval` seconds: frontdesk_dependency_up{dependency="clamd"} and one
+    log line per change. Not part of readiness: while clamd is away only uploads are refused
+    (503, retry later); every other call of the service works, and an unready replica would get
+    none of them."""
+    up: bool | None = None
+    gauge = metrics.DEPENDENCY_UP.labels(service=service, dependency="clamd")
+    while True:
+        try:
+            await scanner.ping()
+            now = True
+        except ScannerUnavailable as exc:
+            now = False
+            if up is not False:
+                log.warning("%s; uploads are refused (503) until it answers", exc)
+        if now and up is False:
+            log.info("malware scanner: clamd at %s answers again", scanner.address)
+        up = now
+        gauge.set(1 if up else 0)
+        await asyncio.sleep(interval)
 
 
 class AttachmentLimits:
@@ -305,12 +357,18 @@ class Files:
     remove what a failed or abandoned upload left."""
 
     def __init__(
-        self, pool: asyncpg.Pool, objects: ObjectStore | None, service: str, limits: LimitsFor
+        self,
+        pool: asyncpg.Pool,
+        objects: ObjectStore | None,
+        service: str,
+        limits: LimitsFor,
+        scanner: Clamd | None = None,
     ) -> None:
         self._pool = pool
         self._objects = objects
         self.service = service
         self.limits = limits
+        self._scanner = scanner
 
     @property
     def objects(self) -> ObjectStore:
@@ -343,9 +401,15 @@ class Files:
             await astore.insert_uploading(conn, workspace_id, attachment_id, uploader_id, name, key)
         try:
             stored = await store_upload(objects, key, chunks, limits.max_file_bytes)
+            signature = await self._scan(key)
         except BaseException:
             await self._discard(workspace_id, attachment_id, key)
             raise
+        if signature is not None:
+            await self._quarantine(
+                workspace_id, attachment_id, uploader_id, name, key, stored, signature
+            )
+            raise MalwareFound(signature)
         async with self._pool.acquire() as conn:
             attachment = await astore.mark_staged(
                 conn, workspace_id, attachment_id, stored.content_type, stored.size, stored.sha256
@@ -354,6 +418,68 @@ class Files:
             "attachment %s staged (%d bytes, %s)", attachment_id, stored.size, stored.content_type
         )
         return attachment
+
+    async def _scan(self, key: str) -> str | None:
+        """The signature clamd finds in the stored object (read back from the store as it is
+        served, a chunk at a time), None when clean or when no scanner is configured."""
+        if self._scanner is None:
+            return None
+        outcome = "unavailable"
+        try:
+            signature = await self._scanner.scan(self.objects.get_stream(key))
+            outcome = "clean" if signature is None else "infected"
+        except TooLargeToScan:
+            outcome = "too_large"
+            log.warning("malware scanner: a file is over clamd's StreamMaxLength; refused")
+            raise FileTooLarge(
+                "file: larger than the malware scanner accepts (clamd's StreamMaxLength)"
+            ) from None
+        finally:
+            metrics.MALWARE_SCANS.labels(service=self.service, outcome=outcome).inc()
+        return signature
+
+    async def _quarantine(
+        self,
+        ws: uuid.UUID,
+        attachment_id: uuid.UUID,
+        uploader_id: uuid.UUID | None,
+        name: str,
+        key: str,
+        stored: StoredFile,
+        signature: str,
+    ) -> None:
+        """Move an infected object under quarantine/ and keep its row as 'quarantined' (never
+        served); logs who uploaded what. When the move fails the object stays under its key,
+        quarantined all the same (the row says so); when the database fails the row stays
+        'uploading', never served either, and the sweeper removes it with the object."""
+        target = QUARANTINE_PREFIX + key
+        try:
+            await self.objects.move(key, target)
+        except ObjectStoreUnavailable as exc:
+            log.warning("could not move infected %s to quarantine (%s); it stays there", key, exc)
+            target = key
+        with contextlib.suppress(Exception):
+            async with self._pool.acquire() as conn:
+                await astore.mark_quarantined(
+                    conn,
+                    ws,
+                    attachment_id,
+                    (stored.content_type, stored.size, stored.sha256),
+                    target,
+                    signature,
+                )
+        log.warning(
+            "malware found in an upload: workspace %s, uploader %s, file %r (%d bytes, "
+            "sha256 %s), signature %s; quarantined as %s (attachment %s)",
+            ws,
+            uploader_id,
+            name,
+            stored.size,
+            stored.sha256,
+            signature,
+            target,
+            attachment_id,
+        )
 
     async def _discard(self, ws: uuid.UUID, attachment_id: uuid.UUID, key: str) -> None:
         """Undo a failed upload; what cannot be undone now the sweeper finishes."""

@@ -26,8 +26,13 @@ JOB_UP = Gauge("frontdesk_job_up", "1 while a supervised job runs", ["service", 
 READY = Gauge("frontdesk_ready", "1 while the service is ready (database, jobs)", ["service"])
 DEPENDENCY_UP = Gauge(
     "frontdesk_dependency_up",
-    "1 while a dependency of the service answers its probe (database, nats)",
+    "1 while a dependency of the service answers its probe (database, nats, clamd)",
     ["service", "dependency"],
+)
+# Uploads scanned by clamd (services/chassis/attachments.py): clean, infected, unavailable,
+# too_large (over clamd's StreamMaxLength).
+MALWARE_SCANS = Counter(
+    "frontdesk_malware_scans_total", "Uploads scanned for malware", ["service", "outcome"]
 )
 # The event pipeline's backlog (services/chassis/housekeeping.py).
 OUTBOX_UNSENT = Gauge("frontdesk_outbox_unsent", "Outbox rows not yet published", ["service"])

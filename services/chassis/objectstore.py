@@ -70,6 +70,11 @@ class S3Settings:
         )
 
 
+# Infected files are moved under this prefix (then `quarantine/<their key>`), which no route
+# reads: a bucket policy or lifecycle rule can single it out.
+QUARANTINE_PREFIX = "quarantine/"
+
+
 def object_key(workspace_id: object, service: str, item: object, attachment_id: object) -> str:
     return f"{workspace_id}/{service}/{item}/{attachment_id}"
 
@@ -225,6 +230,15 @@ class ObjectStore:
         """Remove the object (no error when it is already gone)."""
         with _unavailable("delete"):
             await self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def move(self, key: str, to: str) -> None:
+        """Copy the object to `to` inside the store (the bytes do not pass through us), then
+        remove it from `key`. A single CopyObject: objects up to 5 GB."""
+        with _unavailable("copy"):
+            await self.client.copy_object(
+                Bucket=self.bucket, Key=to, CopySource={"Bucket": self.bucket, "Key": key}
+            )
+        await self.delete(key)
 
     async def exists(self, key: str) -> bool:
         try:

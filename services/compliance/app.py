@@ -30,7 +30,12 @@ async def wire(resources: Resources) -> Wiring:
     assert isinstance(settings, Settings)
     files = await wire_files(settings.files, resources.pool, "compliance", directory)
     service = ComplianceService(
-        resources.pool, directory, clock=today, objects=files.objects, limits=files.limits
+        resources.pool,
+        directory,
+        clock=today,
+        objects=files.objects,
+        limits=files.limits,
+        scanner=files.scanner,
     )
     servicer = ComplianceServicer(service, today)
     interval = settings.sweep_interval

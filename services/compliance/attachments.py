@@ -21,6 +21,7 @@ from services.chassis.errors import FailedPrecondition as Conflict
 from services.chassis.errors import NotFound
 from services.chassis.errors import PermissionDenied as Forbidden
 from services.chassis.events import new_event
+from services.chassis.malware import Clamd
 from services.chassis.objectstore import ObjectStore
 from services.compliance import store
 from services.compliance.domain import (
@@ -56,9 +57,10 @@ class ComplianceAttachments:
         limits: LimitsFor,
         load_issue: Callable[..., Awaitable[Issue]],
         load_test: Callable[..., Awaitable[ControlTest]],
+        scanner: Clamd | None = None,
     ) -> None:
         self._pool = pool
-        self.files = Files(pool, objects, "compliance", limits)
+        self.files = Files(pool, objects, "compliance", limits, scanner)
         self._issue = load_issue
         self._test = load_test
 

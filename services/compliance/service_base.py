@@ -14,6 +14,7 @@ from services.chassis import outbox
 from services.chassis.attachments import AttachmentLimits, LimitsFor
 from services.chassis.directory_client import DirectoryClient
 from services.chassis.errors import InvalidArgument, NotFound
+from services.chassis.malware import Clamd
 from services.chassis.objectstore import ObjectStore
 from services.chassis.paging import Keyset
 from services.compliance import events, store
@@ -67,12 +68,13 @@ class ServiceBase:
         clock: Callable[[], date] = utc_today,
         objects: ObjectStore | None = None,
         limits: LimitsFor | None = None,
+        scanner: Clamd | None = None,
     ) -> None:
         self._pool = pool
         self._directory = directory
         self._today = clock
         self.attachments = ComplianceAttachments(
-            pool, objects, limits or AttachmentLimits().get, self._issue, self._test
+            pool, objects, limits or AttachmentLimits().get, self._issue, self._test, scanner
         )
 
     # -- persons -----------------------------------------------------------------------------

@@ -27,7 +27,9 @@ async def wire(resources: Resources) -> Wiring:
         connect=lambda addr: resources.channel(addr, "directory"),
     )
     files = await wire_files(settings.files, resources.pool, "tickets", directory)
-    service = TicketService(resources.pool, directory, files.objects, files.limits)
+    service = TicketService(
+        resources.pool, directory, files.objects, files.limits, scanner=files.scanner
+    )
     servicer = TicketServicer(service)
 
     def register(server: grpc.aio.Server) -> Sequence[str]:

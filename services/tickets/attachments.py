@@ -19,6 +19,7 @@ from services.chassis.attachments import AttachmentRefused, Files, LimitsFor
 from services.chassis.caller import Caller as Actor
 from services.chassis.errors import PermissionDenied
 from services.chassis.events import new_event
+from services.chassis.malware import Clamd
 from services.chassis.objectstore import ObjectStore
 from services.tickets import store
 from services.tickets.domain import Status, Ticket, creates, manages
@@ -71,9 +72,10 @@ class TicketAttachments:
         objects: ObjectStore | None,
         limits: LimitsFor,
         load_ticket: Callable[[asyncpg.Connection, Actor, str], Awaitable[Ticket]],
+        scanner: Clamd | None = None,
     ) -> None:
         self._pool = pool
-        self.files = Files(pool, objects, "tickets", limits)
+        self.files = Files(pool, objects, "tickets", limits, scanner)
         self._load = load_ticket
 
     async def upload(

@@ -15,6 +15,7 @@ from services.chassis.attachments import Limits, LimitsFor, parse_ids
 from services.chassis.caller import Caller
 from services.chassis.directory_client import DirectoryClient
 from services.chassis.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.chassis.malware import Clamd
 from services.chassis.objectstore import ObjectStore
 from services.chassis.paging import Keyset, KeyType
 from services.tickets import events, store
@@ -59,10 +60,13 @@ class TicketService:
         directory: DirectoryClient,
         objects: ObjectStore | None = None,
         limits: LimitsFor | None = None,
+        scanner: Clamd | None = None,
     ) -> None:
         self._pool = pool
         self._directory = directory
-        self.attachments = TicketAttachments(pool, objects, limits or _default_limits, self._load)
+        self.attachments = TicketAttachments(
+            pool, objects, limits or _default_limits, self._load, scanner
+        )
 
     # -- persons ------------------------------------------------------------------------
 
