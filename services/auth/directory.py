@@ -93,8 +93,12 @@ class Directory:
     async def close(self) -> None:
         await self._directory.close()
 
-    async def find_by_email(self, ws: str, email: str) -> Person | None:
-        req = directory_pb2.FindPersonByEmailRequest(caller=_system(ws), email=email)
+    async def find_by_email(
+        self, ws: str, email: str, *, or_login_name: bool = False
+    ) -> Person | None:
+        req = directory_pb2.FindPersonByEmailRequest(
+            caller=_system(ws), email=email, or_login_name=or_login_name
+        )
         try:
             p = await call(self._client().FindPersonByEmail, req, timeout=self._timeout, safe=True)
         except grpc.aio.AioRpcError as exc:

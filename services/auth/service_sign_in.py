@@ -52,7 +52,8 @@ class SignInUseCases(ServiceBase):
         keys = [account_key(email)] + ([ip_key(client_ip)] if client_ip else [])
         await self._check_throttle(ws, keys)
 
-        person = await self._directory.find_by_email(ws, email)
+        # The e-mail or the username: the profile invites people to set one to sign in with.
+        person = await self._directory.find_by_email(ws, email, or_login_name=True)
         credential = None
         if person is not None:
             async with self._pool.acquire() as conn:

@@ -186,11 +186,13 @@ class PersonUseCases(ServiceBase):
         async with self._read() as conn:
             return await self._person(conn, caller, person_id)
 
-    async def find_person_by_email(self, caller: Caller, email: str) -> Person:
+    async def find_person_by_email(
+        self, caller: Caller, email: str, *, or_login_name: bool = False
+    ) -> Person:
         require(caller, "Person:read")
         async with self._read() as conn:
             person = await store_persons.find_person_by_email(
-                conn, caller.workspace_id, email.strip()
+                conn, caller.workspace_id, email.strip(), or_login_name=or_login_name
             )
         if person is None:
             raise NotFound("person not found")

@@ -161,7 +161,11 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
     async def FindPersonByEmail(
         self, request: directory_pb2.FindPersonByEmailRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.Person:
-        return person_pb(await self._service.find_person_by_email(_caller(), request.email))
+        return person_pb(
+            await self._service.find_person_by_email(
+                _caller(), request.email, or_login_name=request.or_login_name
+            )
+        )
 
     @_mapped
     async def ListPersons(

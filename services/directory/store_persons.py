@@ -145,11 +145,16 @@ async def get_person(
 
 
 async def find_person_by_email(
-    conn: asyncpg.Connection, workspace_id: uuid.UUID, email: str
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, email: str, *, or_login_name: bool = False
 ) -> Person | None:
+    by_login = or_login_name and "@" not in email
     row = await conn.fetchrow(
-        f"select {PERSON_COLUMNS} from persons p"
-        " where p.workspace_id = $1 and lower(p.email) = lower($2)",
+        f"select {PERSON_COLUMNS} from persons p where p.workspace_id = $1 and "
+        + (
+            "p.login_name <> '' and lower(p.login_name) = lower($2)"
+            if by_login
+            else "lower(p.email) = lower($2)"
+        ),
         workspace_id,
         email,
     )

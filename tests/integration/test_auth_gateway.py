@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import grpc
 import pytest
-from frontdesk.v1 import auth_pb2
+from frontdesk.v1 import auth_pb2, directory_pb2
 
 from services.auth.crypto import code_at, current_step
 from tests.gateway_client import GatewayClient
@@ -206,3 +207,31 @@ async def test_registration_page_and_json(stack: Stack, mode: str) -> None:
     assert status == 201 and body == {"status": "registered"}
     status, body = await client.login("eve@example.com", PASSWORD)
     assert status == 200 and body["status"] == "ok"
+
+
+async def test_the_username_signs_in_like_the_e_mail(stack: Stack) -> None:
+    """The profile invites people to set a username; it signs them in (without regard to
+    case), and only where a person typed it: a lookup by e-mail never matches a username."""
+    w, base = await _gateway(stack)
+    una = await w.add_person("una@example.com")
+    client = await _client(stack, base, w.slug)
+    status, body = await client.login("una@example.com", PASSWORD)
+    assert status == 200, body
+    status, profile = await client.patch("/api/v1/profile", json={"login_name": "Una.U"})
+    assert status == 200 and profile["login_name"] == "Una.U", profile
+    await client.post("/auth/logout")
+
+    other = await _client(stack, base, w.slug)
+    status, body = await other.login("una.u", PASSWORD)
+    assert status == 200 and body["person_id"] == una, body
+    status, body = await other.login("nobody.here", PASSWORD)
+    assert status == 401 and body["error"]["message"] == "invalid e-mail or password"
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await w.directory.FindPersonByEmail(
+            directory_pb2.FindPersonByEmailRequest(caller=w.system(), email="una.u")
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    found = await w.directory.FindPersonByEmail(
+        directory_pb2.FindPersonByEmailRequest(caller=w.system(), email="UNA.U", or_login_name=True)
+    )
+    assert found.id == una

@@ -572,7 +572,12 @@ class FindPersonByEmailRequest(_message.Message):
 
     CALLER_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
+    OR_LOGIN_NAME_FIELD_NUMBER: _builtins.int
     email: _builtins.str
+    or_login_name: _builtins.bool
+    """Sign-in: a value without "@" may also be the person's login name (username), which is
+    unique per workspace without regard to case. SSO and admins' lookups leave it false.
+    """
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
     def __init__(
@@ -580,10 +585,11 @@ class FindPersonByEmailRequest(_message.Message):
         *,
         caller: _common_pb2.Caller | None = ...,
         email: _builtins.str = ...,
+        or_login_name: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "email", b"email"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "email", b"email", "or_login_name", b"or_login_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
