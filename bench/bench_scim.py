@@ -23,7 +23,7 @@ from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc, scim_pb2
 
 from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from services.chassis.grpcio import check_health
-from tests.signing import channel
+from tests.signing import channel, keys
 from tests.stack import Stack
 
 MEDIA = "application/scim+json"
@@ -60,7 +60,10 @@ async def main(users: int, concurrency: int) -> None:
         }
         procs.append(
             await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.directory", env=env
+                sys.executable,
+                "-m",
+                "services.directory",
+                env={**env, "FRONTDESK_IDENTITY_KEY_FILE": keys().key_file("directory")},
             )
         )
         addr = f"127.0.0.1:{grpc_port}"
@@ -75,6 +78,7 @@ async def main(users: int, concurrency: int) -> None:
             "FRONTDESK_GATEWAY_PORT": str(http_port),
             "FRONTDESK_SCIM_RATE": "100000",
             "FRONTDESK_SCIM_BURST": "100000",
+            "FRONTDESK_IDENTITY_KEY_FILE": keys().key_file("gateway"),  # its signing key
         }
         procs.append(
             await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", env=gw_env)

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from frontdesk.v1 import auth_pb2, auth_pb2_grpc, common_pb2, directory_pb2, directory_pb2_grpc
+from multidict import MultiDict
 from yarl import URL
 
 from tests.gateway_client import GatewayClient
@@ -972,3 +973,27 @@ async def test_the_navigation_marks_only_the_page_it_is_on(suite: Suite) -> None
     assert current == ["/management/persons/import"], current
     status, page = await admin.get("/management/persons")
     assert re.findall(r'<a href="([^"]+)" aria-current="page">', page) == ["/management/persons"]
+
+
+async def test_granting_the_administrators_group_on_the_form_is_confirmed(suite: Suite) -> None:
+    admin = await suite.admin()
+    status, html = await admin.get("/management/persons/new")
+    assert status == 200
+    boxes = re.findall(r'name="group_ids" value="([^"]+)"', html)
+    assert boxes[-1] == suite.admin_group  # last, and marked
+    assert "(full access to the management console)" in html
+    fields = dict(email="adam@acme.test", name="Adam", portal_access="on")
+    form = MultiDict(_form(admin, **fields).items())
+    form.add("group_ids", suite.portal_group)
+    form.add("group_ids", suite.admin_group)
+    status, _, body = await _post_form(admin, "/management/persons/new", form)
+    assert status == 422 and "Yes, make this person an administrator" in body
+    status, found = await admin.get(f"{API}/persons?q=adam@acme.test")
+    assert found["items"] == []  # nothing created by the stray tick
+
+    form.add("confirm_admin", "1")
+    status, location, body = await _post_form(admin, "/management/persons/new", form)
+    assert status == 303, body
+    adam = location.rsplit("/", 1)[1].split("?")[0]
+    status, detail = await admin.get(f"{API}/persons/{adam}")
+    assert sorted(detail["person"]["group_ids"]) == sorted([suite.portal_group, suite.admin_group])

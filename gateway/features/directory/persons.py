@@ -319,6 +319,10 @@ async def page_persons(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     )
 
 
+def is_admin_group(g: directory_pb2.Group) -> bool:
+    return bool(g.builtin and g.name == "Administrators")
+
+
 async def _render_new_person(
     ctx: Ctx,
     errors: dict[str, str] | None = None,
@@ -332,12 +336,15 @@ async def _render_new_person(
     if chosen_groups is None:
         # Everyone with portal access needs the portal's permissions: Portal Users by default.
         chosen_groups = [g.id for g in groups if g.builtin and g.name == "Portal Users"]
+    # The administrators' group comes last, marked: it is not one group among others.
+    groups = sorted(groups, key=is_admin_group)
     return ctx.render(
         "directory/person_new.html",
         {
             "errors": errors or {},
             "form": form,
             "groups": groups,
+            "admin_group_ids": [g.id for g in groups if is_admin_group(g)],
             "chosen_groups": chosen_groups,
             "access_default": default,
             "access_hint": hint,
@@ -376,6 +383,13 @@ async def page_create_person(request: web.Request, ctx: Ctx) -> web.StreamRespon
         errors["email"] = "required"
     if not raw.get("name", "").strip():
         errors["name"] = "required"
+    admins = {g.id for g in await all_groups(ctx) if is_admin_group(g)}
+    if admins & set(group_ids) and raw.get("confirm_admin") != "1":
+        # Granting the console to a new person is asked twice, never done by a stray tick.
+        errors["group_ids"] = (
+            "Administrators may do everything in the management console: confirm below "
+            "that this person is to be one, or untick the group"
+        )
     if not errors:
         req = D.CreatePersonRequest(
             caller=ctx.caller(),
