@@ -84,13 +84,18 @@ async def main(n: int, concurrency: int) -> None:
         print(
             f"ListMyControlTests first page of {first.total}: median {ms(statistics.median(lat))}"
         )
-        t0 = time.perf_counter()
-        await stub.ListMyControlTests(
-            C.ListMyControlTestsRequest(
-                caller=me, page=common_pb2.PageRequest(page_size=25, page_token=str(n - 25))
+        # Keyset paging: walk to the last page with the tokens the service issues.
+        token, pages, last = first.next_page_token, 1, 0.0
+        while token:
+            t0 = time.perf_counter()
+            page = await stub.ListMyControlTests(
+                C.ListMyControlTestsRequest(
+                    caller=me, page=common_pb2.PageRequest(page_size=25, page_token=token)
+                )
             )
-        )
-        print(f"ListMyControlTests last page: {ms(time.perf_counter() - t0)}")
+            last = time.perf_counter() - t0
+            token, pages = page.next_page_token, pages + 1
+        print(f"ListMyControlTests last page (page {pages}, by its token): {ms(last)}")
 
         # Complete half of them as failures, concurrently.
         half = n // 2

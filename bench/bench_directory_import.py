@@ -20,7 +20,7 @@ from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from services.directory.app import create_server
 from services.directory.settings import Settings
-from tests.signing import channel
+from tests.signing import channel, keys
 
 D = directory_pb2
 
@@ -72,6 +72,8 @@ async def main(n: int) -> None:
                 "FRONTDESK_NATS_URL": ns.url,
                 "FRONTDESK_GRPC_LISTEN": "127.0.0.1:0",
                 "FRONTDESK_SHUTDOWN_GRACE": "1",
+                **keys().env(),
+                "FRONTDESK_IDENTITY_KEY_FILE": keys().key_file("directory"),
             }
         )
         running = await create_server(settings)
