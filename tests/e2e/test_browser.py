@@ -139,6 +139,11 @@ async def test_portal_user_signs_in_submits_a_ticket_finds_it_and_comments(
     await _shot(phone, screenshots, "07-my-tickets-phone")
     width = await phone.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"] + 1  # no sideways scrolling of the page itself
+    # Each ticket is a card: its status and priority are on screen, not cut off to the right.
+    card = phone.get_by_role("row").filter(has_text=title)
+    for label in ("Status", "Priority"):
+        box = await card.locator(f'td[data-label="{label}"]').bounding_box()
+        assert box is not None and box["x"] + box["width"] <= PHONE["width"], (label, box)
 
     await page.context.close()
     await phone.context.close()
