@@ -15,7 +15,7 @@ from frontdesk.v1 import events_pb2
 
 from services.chassis import outbox
 from services.chassis.caller import Caller
-from services.chassis.errors import NotFound
+from services.chassis.errors import FailedPrecondition, NotFound
 from services.directory import (
     events,
     importfile,
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 IMPORT_CHUNK = 1000
 MAX_STORED_ERRORS = 1000
+
+# How long a dry run keeps its file for ApplyImport.
+CHECKED_FILE_SECONDS = 3600.0
 
 
 @dataclass
@@ -273,7 +276,8 @@ class ImportUseCases(ServiceBase):
             job.message = _summary(job, dry_run=True)
             job.errors = job.errors[:MAX_STORED_ERRORS]
             async with self._tx() as conn:
-                return await store_imports.insert_import_job(conn, job, caller.actor, fmt, None)
+                # The file is kept an hour, so "apply this import" needs no second upload.
+                return await store_imports.insert_import_job(conn, job, caller.actor, fmt, content)
         async with self._tx() as conn:
             stored = await store_imports.insert_import_job(conn, job, caller.actor, fmt, content)
             await store.insert_audit(
@@ -290,6 +294,22 @@ class ImportUseCases(ServiceBase):
             self._on_import_queued()
         return stored
 
+    async def apply_import(self, caller: Caller, checked_id: uuid.UUID) -> ImportJob:
+        """Start the real import of the file a dry run checked, once and within an hour."""
+        require(caller, "Person:manage")
+        async with self._tx() as conn:
+            taken = await store_imports.take_checked_file(
+                conn, caller.workspace_id, checked_id, CHECKED_FILE_SECONDS
+            )
+        if taken is None:
+            raise NotFound("import not found")
+        if taken is False:
+            raise FailedPrecondition(
+                "this check was applied already or is over an hour old: check the file again"
+            )
+        fmt, content = taken
+        return await self.start_import(caller, fmt, content, dry_run=False)
+
     async def get_import(self, caller: Caller, job_id: uuid.UUID) -> ImportJob:
         require(caller, "Person:manage")
         async with self._read() as conn:
@@ -301,6 +321,7 @@ class ImportUseCases(ServiceBase):
     async def run_next_import(self, stale_seconds: float = 60.0) -> bool:
         """Claim one waiting job (FOR UPDATE SKIP LOCKED) and run it; False when there was none."""
         async with self._pool.acquire() as conn:
+            await store_imports.drop_old_checked_files(conn, CHECKED_FILE_SECONDS)
             claimed = await store_imports.claim_import_job(conn, stale_seconds)
         if claimed is None:
             return False

@@ -397,6 +397,15 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         return job_pb(job)
 
     @_mapped
+    async def ApplyImport(
+        self, request: directory_pb2.ApplyImportRequest, context: grpc.aio.ServicerContext
+    ) -> directory_pb2.ImportJob:
+        caller = _caller()
+        return job_pb(
+            await self._service.apply_import(caller, parse_id(request.import_id, "import"))
+        )
+
+    @_mapped
     async def GetImport(
         self, request: directory_pb2.GetImportRequest, context: grpc.aio.ServicerContext
     ) -> directory_pb2.ImportJob:

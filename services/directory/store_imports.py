@@ -179,6 +179,47 @@ async def get_import_job(
     return _job(row) if row else None
 
 
+async def take_checked_file(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, job_id: uuid.UUID, max_age_seconds: float
+) -> tuple[str, bytes] | bool | None:
+    """The format and file of a dry run, taken (its copy is dropped: it applies once).
+    None: no such dry run here; False: it expired or was applied already."""
+    row = await conn.fetchrow(
+        """
+        with checked as (
+            select id, format, content, created_at from import_jobs
+            where workspace_id = $1 and id = $2 and dry_run
+            for update
+        )
+        update import_jobs j set content = null
+        from checked where j.id = checked.id
+        returning checked.format, checked.content,
+            checked.created_at > now() - make_interval(secs => $3) as fresh
+        """,
+        workspace_id,
+        job_id,
+        max_age_seconds,
+    )
+    if row is None:
+        return None
+    if row["content"] is None or not row["fresh"]:
+        return False
+    return row["format"], bytes(row["content"])
+
+
+async def drop_old_checked_files(conn: asyncpg.Connection, max_age_seconds: float) -> int:
+    """Dry runs keep their file for ApplyImport only so long (files may be 50 MB)."""
+    done = await conn.execute(
+        """
+        update import_jobs set content = null
+        where dry_run and content is not null
+          and created_at < now() - make_interval(secs => $1)
+        """,
+        max_age_seconds,
+    )
+    return int(done.split()[-1])
+
+
 async def claim_import_job(
     conn: asyncpg.Connection, stale_seconds: float
 ) -> tuple[ImportJob, str, str, bytes] | None:

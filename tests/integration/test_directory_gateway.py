@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -997,3 +998,41 @@ async def test_granting_the_administrators_group_on_the_form_is_confirmed(suite:
     adam = location.rsplit("/", 1)[1].split("?")[0]
     status, detail = await admin.get(f"{API}/persons/{adam}")
     assert sorted(detail["person"]["group_ids"]) == sorted([suite.portal_group, suite.admin_group])
+
+
+async def test_a_checked_import_is_applied_without_choosing_the_file_again(suite: Suite) -> None:
+    admin = await suite.admin()
+    form = aiohttp.FormData()
+    form.add_field("csrf_token", admin.csrf)
+    form.add_field("dry_run", "1")
+    form.add_field(
+        "file",
+        b"email,name\nchecked1@acme.test,Checked One\nchecked2@acme.test,Checked Two\nbad,\n",
+        filename="people.csv",
+        content_type="text/csv",
+    )
+    status, _, page = await _post_form(admin, "/management/persons/import", form)
+    assert status == 200 and "Dry run: nothing was changed" in page
+    match = re.search(r'action="/management/persons/import/([0-9a-f-]+)/apply"', page)
+    assert match, page
+    checked = match.group(1)
+    status, found = await admin.get(f"{API}/persons?q=checked")
+    assert found["items"] == []  # the dry run changed nothing
+
+    status, location, body = await _post_form(
+        admin, f"/management/persons/import/{checked}/apply", _form(admin)
+    )
+    assert status == 303, body
+    job = await _wait_for_job(admin, location.rsplit("/", 1)[1])
+    assert (job["created"], job["failed"], job["dry_run"]) == (2, 1, False), job
+    status, found = await admin.get(f"{API}/persons?q=checked")
+    assert sorted(p["email"] for p in found["items"]) == [
+        "checked1@acme.test",
+        "checked2@acme.test",
+    ]
+
+    # Once only (the SQL is scoped to the caller's workspace); a made-up id finds nothing.
+    status, again = await admin.post(f"{API}/persons/import/{checked}/apply")
+    assert status == 409 and "check the file again" in again["error"]["message"], again
+    status, missing = await admin.post(f"{API}/persons/import/{uuid.uuid4()}/apply")
+    assert status == 404, missing

@@ -203,6 +203,27 @@ async def page_start_import(request: web.Request, ctx: Ctx) -> web.StreamRespons
     raise ctx.redirect(f"/management/persons/import/{job.id}")
 
 
+async def _apply(ctx: Ctx, checked_id: str) -> directory_pb2.ImportJob:
+    return await ctx.call(
+        ctx.backends.directory.ApplyImport,
+        D.ApplyImportRequest(caller=ctx.caller(), import_id=checked_id),
+    )
+
+
+async def api_apply_import(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return ctx.json(job_out(await _apply(ctx, request.match_info["id"])), status=202)
+
+
+async def page_apply_import(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    try:
+        job = await _apply(ctx, request.match_info["id"])
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        return await _render_import(ctx, errors={"file": exc.message}, status=409)
+    raise ctx.redirect(f"/management/persons/import/{job.id}")
+
+
 async def page_import_job(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     job = await ctx.call(
         ctx.backends.directory.GetImport,
@@ -236,7 +257,24 @@ ROUTES: list[Route] = [
         response=ImportJobOut,
         summary="An import job: progress (rows_done of total_rows), counts and per-row errors",
     ),
+    management_route(
+        "POST",
+        f"{API}/persons/import/{{id}}/apply",
+        api_apply_import,
+        MANAGE,
+        response=ImportJobOut,
+        also_status=202,
+        summary="Run the file a dry run checked (within an hour, once): 202 and the new job; "
+        "409 when it was applied already or expired",
+    ),
     page_route("GET", f"{P}/persons/import", page_import, MANAGE, "Import persons"),
+    page_route(
+        "POST",
+        f"{P}/persons/import/{{id}}/apply",
+        page_apply_import,
+        MANAGE,
+        "Apply a checked import",
+    ),
     page_route("POST", f"{P}/persons/import", page_start_import, MANAGE, "Import persons (upload)"),
     page_route("GET", f"{P}/persons/import/{{id}}", page_import_job, MANAGE, "An import job"),
 ]

@@ -1437,6 +1437,30 @@ class GetImportRequest(_message.Message):
 Global___GetImportRequest: _TypeAlias = GetImportRequest  # noqa: Y015
 
 @_typing.final
+class ApplyImportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    IMPORT_ID_FIELD_NUMBER: _builtins.int
+    import_id: _builtins.str
+    """a dry run's id"""
+    @_builtins.property
+    def caller(self) -> _common_pb2.Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: _common_pb2.Caller | None = ...,
+        import_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "import_id", b"import_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyImportRequest: _TypeAlias = ApplyImportRequest  # noqa: Y015
+
+@_typing.final
 class AuditEntry(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -187,6 +187,11 @@ class DirectoryServiceStub:
                 request_serializer=frontdesk_dot_v1_dot_directory__pb2.GetImportRequest.SerializeToString,
                 response_deserializer=frontdesk_dot_v1_dot_directory__pb2.ImportJob.FromString,
                 _registered_method=True)
+        self.ApplyImport = channel.unary_unary(
+                '/frontdesk.v1.DirectoryService/ApplyImport',
+                request_serializer=frontdesk_dot_v1_dot_directory__pb2.ApplyImportRequest.SerializeToString,
+                response_deserializer=frontdesk_dot_v1_dot_directory__pb2.ImportJob.FromString,
+                _registered_method=True)
         self.ListAudit = channel.unary_unary(
                 '/frontdesk.v1.DirectoryService/ListAudit',
                 request_serializer=frontdesk_dot_v1_dot_directory__pb2.ListAuditRequest.SerializeToString,
@@ -388,6 +393,13 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyImport(self, request, context):
+        """Run the file a dry run checked (within an hour, once), without sending it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAudit(self, request, context):
         """Audit trail.
         """
@@ -546,6 +558,11 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
             'GetImport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetImport,
                     request_deserializer=frontdesk_dot_v1_dot_directory__pb2.GetImportRequest.FromString,
+                    response_serializer=frontdesk_dot_v1_dot_directory__pb2.ImportJob.SerializeToString,
+            ),
+            'ApplyImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyImport,
+                    request_deserializer=frontdesk_dot_v1_dot_directory__pb2.ApplyImportRequest.FromString,
                     response_serializer=frontdesk_dot_v1_dot_directory__pb2.ImportJob.SerializeToString,
             ),
             'ListAudit': grpc.unary_unary_rpc_method_handler(
@@ -1365,6 +1382,33 @@ class DirectoryService:
             target,
             '/frontdesk.v1.DirectoryService/GetImport',
             frontdesk_dot_v1_dot_directory__pb2.GetImportRequest.SerializeToString,
+            frontdesk_dot_v1_dot_directory__pb2.ImportJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/frontdesk.v1.DirectoryService/ApplyImport',
+            frontdesk_dot_v1_dot_directory__pb2.ApplyImportRequest.SerializeToString,
             frontdesk_dot_v1_dot_directory__pb2.ImportJob.FromString,
             options,
             channel_credentials,

@@ -76,6 +76,8 @@ class DirectoryServiceStub:
     StartImport: _grpc.UnaryUnaryMultiCallable[_directory_pb2.StartImportRequest, _directory_pb2.ImportJob]
     """Bulk import (CSV or JSON), dry run or background job."""
     GetImport: _grpc.UnaryUnaryMultiCallable[_directory_pb2.GetImportRequest, _directory_pb2.ImportJob]
+    ApplyImport: _grpc.UnaryUnaryMultiCallable[_directory_pb2.ApplyImportRequest, _directory_pb2.ImportJob]
+    """Run the file a dry run checked (within an hour, once), without sending it again."""
     ListAudit: _grpc.UnaryUnaryMultiCallable[_directory_pb2.ListAuditRequest, _directory_pb2.ListAuditResponse]
     """Audit trail."""
 
@@ -126,6 +128,8 @@ class DirectoryServiceAsyncStub(DirectoryServiceStub):
     StartImport: _aio.UnaryUnaryMultiCallable[_directory_pb2.StartImportRequest, _directory_pb2.ImportJob]  # type: ignore[assignment]
     """Bulk import (CSV or JSON), dry run or background job."""
     GetImport: _aio.UnaryUnaryMultiCallable[_directory_pb2.GetImportRequest, _directory_pb2.ImportJob]  # type: ignore[assignment]
+    ApplyImport: _aio.UnaryUnaryMultiCallable[_directory_pb2.ApplyImportRequest, _directory_pb2.ImportJob]  # type: ignore[assignment]
+    """Run the file a dry run checked (within an hour, once), without sending it again."""
     ListAudit: _aio.UnaryUnaryMultiCallable[_directory_pb2.ListAuditRequest, _directory_pb2.ListAuditResponse]  # type: ignore[assignment]
     """Audit trail."""
 
@@ -353,6 +357,14 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _directory_pb2.GetImportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_directory_pb2.ImportJob, _abc.Awaitable[_directory_pb2.ImportJob]]: ...
+
+    @_abc_1.abstractmethod
+    def ApplyImport(
+        self,
+        request: _directory_pb2.ApplyImportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_directory_pb2.ImportJob, _abc.Awaitable[_directory_pb2.ImportJob]]:
+        """Run the file a dry run checked (within an hour, once), without sending it again."""
 
     @_abc_1.abstractmethod
     def ListAudit(
