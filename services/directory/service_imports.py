@@ -303,7 +303,7 @@ class ImportUseCases(ServiceBase):
             )
         if taken is None:
             raise NotFound("import not found")
-        if taken is False:
+        if isinstance(taken, str):
             raise FailedPrecondition(
                 "this check was applied already or is over an hour old: check the file again"
             )

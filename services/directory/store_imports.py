@@ -181,9 +181,9 @@ async def get_import_job(
 
 async def take_checked_file(
     conn: asyncpg.Connection, workspace_id: uuid.UUID, job_id: uuid.UUID, max_age_seconds: float
-) -> tuple[str, bytes] | bool | None:
+) -> tuple[str, bytes] | str | None:
     """The format and file of a dry run, taken (its copy is dropped: it applies once).
-    None: no such dry run here; False: it expired or was applied already."""
+    None: no such dry run here; "spent": it expired or was applied already."""
     row = await conn.fetchrow(
         """
         with checked as (
@@ -203,7 +203,7 @@ async def take_checked_file(
     if row is None:
         return None
     if row["content"] is None or not row["fresh"]:
-        return False
+        return "spent"
     return row["format"], bytes(row["content"])
 
 
