@@ -163,6 +163,11 @@ class Suite:
         for service, addresses in replicas.items():
             # Every replica behind one static name: clients spread calls and fail over.
             env[f"FRONTDESK_{service.upper()}_ADDR"] = "ipv4:" + ",".join(addresses)
+        for service in SERVICES:
+            if service not in replicas:
+                # A service this suite does not run (notifications): no address, so nobody
+                # waits for it (the gateway's optional backends stay off).
+                env.pop(f"FRONTDESK_{service.upper()}_ADDR", None)
         return env
 
     def replicas(self, service: str) -> list[Proc]:
