@@ -11,9 +11,11 @@ from frontdesk.v1 import notifications_pb2, notifications_pb2_grpc
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
 from services.notifications.compose import Composer
 from services.notifications.consumers import consumers
+from services.notifications.inbound import Inbound
 from services.notifications.jobs import Sender
 from services.notifications.mailer import Mailer
-from services.notifications.people import People, Tickets
+from services.notifications.people import Issues, People, Tickets
+from services.notifications.replies import Replies
 from services.notifications.rules import Rules
 from services.notifications.service import NotificationService
 from services.notifications.servicer import NotificationServicer
@@ -56,6 +58,16 @@ async def wire(resources: Resources) -> Wiring:
                 give_up_after=settings.give_up_after,
             )
         )
+    if settings.inbound_listen:
+        replies = Replies(
+            tokens,
+            people,
+            tickets,
+            Issues(settings.compliance_addr, resources.channel),
+            settings.mail_domain,
+            settings.reply_days,
+        )
+        background.append(Inbound(replies, settings.inbound_listen, settings.inbound_protocol))
     return Wiring(register=register, background=background)  # type: ignore[arg-type]
 
 

@@ -78,6 +78,13 @@ class Settings(ServiceSettings):
     tickets_addr: str = ""
     # Send mails at all (off: intents are recorded and stay pending).
     send: bool = True
+    # The compliance service, for replies by e-mail to issues.
+    compliance_addr: str = ""
+    # Replies by e-mail: the listener ("host:port", empty: none), "smtp" or "lmtp", and how
+    # many days a mail's reply address stays valid.
+    inbound_listen: str = ""
+    inbound_protocol: str = "smtp"
+    reply_days: int = 90
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
@@ -104,6 +111,17 @@ class Settings(ServiceSettings):
         give_up = env_float(source, "FRONTDESK_NOTIFICATIONS_GIVE_UP_AFTER", 86400.0)
         if give_up <= 0:
             raise SettingsError("FRONTDESK_NOTIFICATIONS_GIVE_UP_AFTER must be positive")
+        protocol = source.get("FRONTDESK_NOTIFICATIONS_INBOUND_PROTOCOL", "smtp").strip().lower()
+        if protocol not in ("smtp", "lmtp"):
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_INBOUND_PROTOCOL must be smtp or lmtp")
+        listen = source.get("FRONTDESK_NOTIFICATIONS_INBOUND_LISTEN", "").strip()
+        if listen and not listen.rpartition(":")[2].isdigit():
+            raise SettingsError(
+                f"FRONTDESK_NOTIFICATIONS_INBOUND_LISTEN must be host:port, got {listen!r}"
+            )
+        reply_days = env_int(source, "FRONTDESK_NOTIFICATIONS_REPLY_DAYS", 90)
+        if reply_days <= 0:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_REPLY_DAYS must be positive")
         return cls(
             **vars(base),
             smtp=SmtpSettings.from_env(source),
@@ -115,4 +133,8 @@ class Settings(ServiceSettings):
             give_up_after=give_up,
             tickets_addr=source.get("FRONTDESK_TICKETS_ADDR", ""),
             send=env_bool(source, "FRONTDESK_NOTIFICATIONS_SEND", True),
+            compliance_addr=source.get("FRONTDESK_COMPLIANCE_ADDR", ""),
+            inbound_listen=listen,
+            inbound_protocol=protocol,
+            reply_days=reply_days,
         )
