@@ -18,7 +18,15 @@ import uuid
 from frontdesk.v1 import events_pb2, tickets_pb2
 
 from services.chassis.events import kind as event_kind
-from services.notifications.domain import Intent, Item, Kind, Recipient, agent_link, link_for
+from services.notifications.domain import (
+    Intent,
+    Item,
+    Kind,
+    Recipient,
+    agent_link,
+    device_of,
+    link_for,
+)
 from services.notifications.people import People, Tickets
 
 TELL_REQUESTER = {
@@ -197,7 +205,13 @@ class Rules:
 
     # -- auth -------------------------------------------------------------------------------
     async def _security(
-        self, event: events_pb2.Event, person_id: str, kind: Kind, what: str
+        self,
+        event: events_pb2.Event,
+        person_id: str,
+        kind: Kind,
+        what: str,
+        details: str = "",
+        extra: dict[str, str] | None = None,
     ) -> list[Intent]:
         if not person_id:
             return []
@@ -219,9 +233,10 @@ class Rules:
                 link=link,
                 title=f"Security: {what}",
                 text=(
-                    f"{what.capitalize()} on your account. If this was not you, contact your "
-                    "administrator at once."
+                    f"{what[0].upper()}{what[1:]} on your account. If this was not you, "
+                    f"contact your administrator at once.{details}"
                 ),
+                extra=extra or {},
             )
         ]
 
@@ -235,4 +250,19 @@ class Rules:
         person = event.auth.two_factor_disabled.person_id
         return await self._security(
             event, person, Kind.TWO_FACTOR_DISABLED, "two-factor authentication was turned off"
+        )
+
+    async def _auth_login_succeeded(self, event: events_pb2.Event) -> list[Intent]:
+        """A sign-in: an intent the service keeps only when the device or address is new for
+        the person (service.py remembers what each person signed in from)."""
+        s = event.auth.login_succeeded
+        address = s.client_ip or "an unknown address"
+        browser = s.user_agent[:200] or "an unknown browser"
+        return await self._security(
+            event,
+            s.person_id,
+            Kind.NEW_SIGN_IN,
+            "a sign-in from a new device or address",
+            f"\n\nAddress: {address}\nBrowser: {browser}",
+            {"address": s.client_ip, "device": device_of(s.user_agent)},
         )

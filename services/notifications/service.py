@@ -20,7 +20,7 @@ from services.chassis.errors import InvalidArgument, InvalidField, NotFound, Per
 from services.chassis.paging import Keyset
 from services.notifications import store
 from services.notifications.compose import Composer
-from services.notifications.domain import PREFERENCE, Delivery, Intent, Notification
+from services.notifications.domain import PREFERENCE, Delivery, Intent, Kind, Notification
 from services.notifications.people import People
 from services.notifications.rules import Rules
 from services.notifications.tokens import BadToken, Tokens, Unsubscribe
@@ -52,7 +52,7 @@ class NotificationService:
     async def on_event(self, conn: asyncpg.Connection, event: events_pb2.Event) -> int:
         """Record the in-app entries and e-mail intents of one event (in the caller's
         transaction, with the inbox row); returns how many e-mails were recorded."""
-        intents = await self._rules.intents(event)
+        intents = [i for i in await self._rules.intents(event) if await self._keep(conn, i)]
         if not intents:
             return 0
         workspace = await self._people.workspace(event.workspace_id)
@@ -62,6 +62,20 @@ class NotificationService:
             if intent.person.wants(intent.kind) and intent.person.email:
                 mails += 1
         return mails
+
+    async def _keep(self, conn: asyncpg.Connection, intent: Intent) -> bool:
+        """False for a sign-in from what the person signed in from before (and for their very
+        first sign-in): only a new device or address is told. Remembers this one."""
+        if intent.kind is not Kind.NEW_SIGN_IN:
+            return True
+        before, new = await store.remember_sign_in(
+            conn,
+            intent.workspace_id,
+            uuid.UUID(intent.person.id),
+            self._tokens.digest("address", intent.extra.get("address", "")),
+            self._tokens.digest("device", intent.extra.get("device", "")),
+        )
+        return before and new
 
     async def _record(
         self, conn: asyncpg.Connection, intent: Intent, slug: str, sender: str

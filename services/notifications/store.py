@@ -246,3 +246,28 @@ async def mark_read(
 
 def key_of(created_at: datetime, row_id: uuid.UUID) -> tuple[datetime, uuid.UUID]:
     return (created_at, row_id)
+
+
+async def remember_sign_in(
+    conn: asyncpg.Connection, ws: uuid.UUID, person_id: uuid.UUID, address: str, device: str
+) -> tuple[bool, bool]:
+    """Record the digests of a sign-in's address and device; returns (seen before: the person
+    had signed in before, new: the address or the device is one not seen for them)."""
+    before: bool = await conn.fetchval(
+        "select exists (select 1 from sign_ins where workspace_id = $1 and person_id = $2)",
+        ws,
+        person_id,
+    )
+    added = await conn.fetch(
+        """
+        insert into sign_ins (workspace_id, person_id, what, digest)
+        select $1, $2, w, d from unnest($3::text[], $4::text[]) as t(w, d)
+        on conflict do nothing
+        returning what
+        """,
+        ws,
+        person_id,
+        ["address", "device"],
+        [address, device],
+    )
+    return before, bool(added)

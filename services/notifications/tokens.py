@@ -98,6 +98,10 @@ class Tokens:
             raise BadToken("security messages cannot be unsubscribed")
         return Unsubscribe(ws, person, kind)
 
+    def digest(self, what: str, value: str) -> str:
+        """A keyed digest of a value kept only to be recognised (a sign-in's address)."""
+        return _b64(hmac.new(self._key, f"{what}:{value}".encode(), hashlib.sha256).digest()[:18])
+
     # -- reply addresses ----------------------------------------------------------------------
     def reply(
         self,
