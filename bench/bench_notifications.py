@@ -3,8 +3,8 @@ JetStream, the notifications consumer (rules asking the directory and tickets) a
 the real SMTP catcher (aiosmtpd). Reports events/s and the delay from the comment's commit to
 the mail's arrival (p50, p99), paced at --rate and then as fast as it goes; and, in the same
 run against the same catcher, raw aiosmtplib sends of the same mails on one connection, as a
-ratio. All servers but PostgreSQL and NATS run in this one process (one core), as in the other
-benches: the figures are a floor.
+ratio. Directory, tickets and notifications each run as their own process (the fault suite's
+harness, with the launcher's environment); the catcher and the client run in this one.
 
     .venv/bin/python bench/bench_notifications.py [--events 1000] [--rate 200]
     .venv/bin/python bench/bench_notifications.py --events 10000   # the figure
@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import aiosmtplib
+import asyncpg
 from frontdesk.v1 import common_pb2, directory_pb2, tickets_pb2, tickets_pb2_grpc
 
-from deploy.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from deploy.mailcatcher import Caught, MailCatcher
-from tests.people import workspace
+from tests.faults.harness import Suite
+from tests.people import workspace_on
 from tests.signing import channel
-from tests.stack import Stack
 
 T = tickets_pb2
 PORTAL = ("Ticket:read", "Ticket:create")
@@ -44,26 +44,26 @@ def pct(values: list[float], q: float) -> str:
 
 async def main(n: int, rate: float, concurrency: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-notifications-"))
-    pg = EmbeddedPostgres(work / "pg", free_port())
-    pg.start()
-    ns = EmbeddedNats(work / "nats", free_port())
-    ns.start()
-    stack = Stack(pg_url=pg.url, nats_url=ns.url)
+    suite = Suite(work)
     catcher = MailCatcher()
     try:
+        suite.start_infrastructure()
         await catcher.start()
-        await stack.start("directory")
-        await stack.start("tickets")
-        await stack.start(
-            "notifications",
+        procs = [suite.add(name) for name in ("directory", "tickets", "notifications")]
+        for proc in procs[:2]:
+            await suite.start(proc)
+        await suite.start(
+            procs[2],
             FRONTDESK_SMTP_HOST="127.0.0.1",
             FRONTDESK_SMTP_PORT=str(catcher.port),
             FRONTDESK_NOTIFICATIONS_SECRET_KEY=base64.b64encode(b"b" * 32).decode(),
             FRONTDESK_MAIL_DOMAIN="bench.test",
+            FRONTDESK_LOG_LEVEL="WARNING",
         )
-        people = await workspace(stack)
+        dch = channel(procs[0].address)
+        people = await workspace_on(dch)
         ws = people.ws
-        ch = channel(stack.addresses["tickets"])
+        ch = channel(procs[1].address)
         tickets = tickets_pb2_grpc.TicketServiceStub(ch)
         requesters = [await people.person(*PORTAL) for _ in range(REQUESTERS)]
         for r in requesters:
@@ -114,7 +114,7 @@ async def main(n: int, rate: float, concurrency: int) -> None:
                 await tickets.AddComment(
                     T.AddCommentRequest(
                         caller=agent,
-                        ticket_id=ids[i // PER_TICKET],
+                        ticket_id=ids[i % len(ids)],  # many tickets in flight
                         body=f"We are on it (bench-{i}-end).",
                     )
                 )
@@ -149,8 +149,9 @@ async def main(n: int, rate: float, concurrency: int) -> None:
         print(f"  commit -> mail arrival: p50 {pct(fast, 0.5)}, p99 {pct(fast, 0.99)}")
         # Where the time goes: commit -> intent recorded (outbox, JetStream, the consumer and
         # its rules) and intent -> handed to the catcher (the sender).
-        db = await stack.connect("notifications")
+        db = await asyncpg.connect(suite.database_url("notifications"))
         rows = await db.fetch("select body_text, created_at, sent_at from deliveries")
+        await db.close()
         consumed, sending = [], []
         for row in rows:
             found = MARK.search(row["body_text"])
@@ -179,11 +180,10 @@ async def main(n: int, rate: float, concurrency: int) -> None:
         print(f"  per send: p50 {pct(sends, 0.5)}, p99 {pct(sends, 0.99)}")
         print(f"pipeline / raw SMTP = {fast_rate / raw_rate:.2f}")
         await ch.close()
+        await dch.close()
     finally:
-        await stack.close()
         await catcher.stop()
-        ns.stop()
-        pg.stop()
+        suite.stop()
 
 
 if __name__ == "__main__":

@@ -47,11 +47,12 @@ async def wire(resources: Resources) -> Wiring:
         return [notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name]
 
     background: list[object] = [*consumers(resources.pool, resources.js, service)]
-    if settings.send:
+    for i in range(settings.senders if settings.send else 0):
         background.append(
             Sender(
                 resources.pool,
                 Mailer(settings.smtp),
+                name=f"notifications-sender-{i}",
                 dsn=settings.database_url,
                 retry_base=settings.retry_base,
                 retry_max=settings.retry_max,

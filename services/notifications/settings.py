@@ -76,8 +76,10 @@ class Settings(ServiceSettings):
     give_up_after: float = 86400.0
     # The tickets service, for the text of the comment a mail quotes.
     tickets_addr: str = ""
-    # Send mails at all (off: intents are recorded and stay pending).
+    # Send mails at all (off: intents are recorded and stay pending), with how many senders
+    # side by side (each its own SMTP connection).
     send: bool = True
+    senders: int = 3
     # The compliance service, for replies by e-mail to issues.
     compliance_addr: str = ""
     # Replies by e-mail: the listener ("host:port", empty: none), "smtp" or "lmtp", and how
@@ -119,6 +121,9 @@ class Settings(ServiceSettings):
             raise SettingsError(
                 f"FRONTDESK_NOTIFICATIONS_INBOUND_LISTEN must be host:port, got {listen!r}"
             )
+        senders = env_int(source, "FRONTDESK_NOTIFICATIONS_SENDERS", 3)
+        if not 1 <= senders <= 8:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_SENDERS must be 1..8")
         reply_days = env_int(source, "FRONTDESK_NOTIFICATIONS_REPLY_DAYS", 90)
         if reply_days <= 0:
             raise SettingsError("FRONTDESK_NOTIFICATIONS_REPLY_DAYS must be positive")
@@ -133,6 +138,7 @@ class Settings(ServiceSettings):
             give_up_after=give_up,
             tickets_addr=source.get("FRONTDESK_TICKETS_ADDR", ""),
             send=env_bool(source, "FRONTDESK_NOTIFICATIONS_SEND", True),
+            senders=senders,
             compliance_addr=source.get("FRONTDESK_COMPLIANCE_ADDR", ""),
             inbound_listen=listen,
             inbound_protocol=protocol,
