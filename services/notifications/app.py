@@ -11,6 +11,7 @@ from frontdesk.v1 import notifications_pb2, notifications_pb2_grpc
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
 from services.notifications.compose import Composer
 from services.notifications.consumers import consumers
+from services.notifications.due import Reminders
 from services.notifications.inbound import Inbound
 from services.notifications.jobs import Sender
 from services.notifications.mailer import Mailer
@@ -57,6 +58,15 @@ async def wire(resources: Resources) -> Wiring:
                 retry_base=settings.retry_base,
                 retry_max=settings.retry_max,
                 give_up_after=settings.give_up_after,
+            )
+        )
+    if settings.due_soon_days:
+        background.append(
+            Reminders(
+                resources.pool,
+                service.remind_due,
+                settings.due_soon_days,
+                settings.reminder_interval,
             )
         )
     if settings.inbound_listen:

@@ -23,6 +23,7 @@ class Kind(StrEnum):
     ISSUE_ASSIGNED = "issue_assigned"
     CONTROL_TEST_ASSIGNED = "control_test_assigned"
     CONTROL_TEST_OVERDUE = "control_test_overdue"
+    CONTROL_TEST_DUE_SOON = "control_test_due_soon"  # due in N days (a reminder)
     PASSWORD_CHANGED = "password_changed"  # security: always sent
     TWO_FACTOR_DISABLED = "two_factor_disabled"  # security: always sent
     NEW_SIGN_IN = "new_sign_in"  # security: a sign-in from a new device or address
@@ -38,6 +39,7 @@ PREFERENCE: dict[Kind, str | None] = {
     Kind.ISSUE_ASSIGNED: "issue_assigned",
     Kind.CONTROL_TEST_ASSIGNED: "control_test_assigned",
     Kind.CONTROL_TEST_OVERDUE: "control_test_assigned",
+    Kind.CONTROL_TEST_DUE_SOON: "control_test_assigned",
     Kind.PASSWORD_CHANGED: None,
     Kind.TWO_FACTOR_DISABLED: None,
     Kind.NEW_SIGN_IN: None,

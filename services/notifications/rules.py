@@ -14,6 +14,7 @@ for security messages, see service.py).
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 from frontdesk.v1 import events_pb2, tickets_pb2
 
@@ -202,6 +203,30 @@ class Rules:
             f"Control test {test.number} of {title} is {what}.{due}",
         )
         return [found] if found else []
+
+    async def due_soon(
+        self,
+        ws: str,
+        reminder: uuid.UUID,
+        test: dict[str, object],
+        today: date,
+    ) -> Intent | None:
+        """The reminder of a control test due soon, for its assignee (a notice of our own: no
+        event of another service causes it, `reminder` stands for its id)."""
+        due = test["due_date"]
+        assert isinstance(due, date)
+        left = (due - today).days
+        when = "today" if left <= 0 else "tomorrow" if left == 1 else f"in {left} days"
+        number, title = str(test["number"]), str(test["title"])
+        item = Item("control_test", str(test["control_test_id"]), number, title)
+        return await self._intent(
+            events_pb2.Event(event_id=str(reminder), workspace_id=ws),
+            str(test["assignee_id"]),
+            Kind.CONTROL_TEST_DUE_SOON,
+            item,
+            f"[{number}] {title}: due {when}",
+            f"Control test {number} of {title} is due {when}, on {due.isoformat()}.",
+        )
 
     # -- auth -------------------------------------------------------------------------------
     async def _security(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 from frontdesk.v1 import events_pb2
@@ -18,7 +18,7 @@ from frontdesk.v1 import events_pb2
 from services.chassis.caller import Caller
 from services.chassis.errors import InvalidArgument, InvalidField, NotFound, PermissionDenied
 from services.chassis.paging import Keyset
-from services.notifications import store
+from services.notifications import due, store
 from services.notifications.compose import Composer
 from services.notifications.domain import PREFERENCE, Delivery, Intent, Kind, Notification
 from services.notifications.people import People
@@ -52,10 +52,22 @@ class NotificationService:
     async def on_event(self, conn: asyncpg.Connection, event: events_pb2.Event) -> int:
         """Record the in-app entries and e-mail intents of one event (in the caller's
         transaction, with the inbox row); returns how many e-mails were recorded."""
+        await due.track(conn, event)
         intents = [i for i in await self._rules.intents(event) if await self._keep(conn, i)]
+        return await self._record_all(conn, event.workspace_id, intents)
+
+    async def remind_due(
+        self, conn: asyncpg.Connection, test: asyncpg.Record, reminder: uuid.UUID
+    ) -> None:
+        """Record the reminder of a control test due soon (due.py's job, in its transaction)."""
+        ws = str(test["workspace_id"])
+        intent = await self._rules.due_soon(ws, reminder, dict(test), datetime.now(UTC).date())
+        await self._record_all(conn, ws, [intent] if intent else [])
+
+    async def _record_all(self, conn: asyncpg.Connection, ws: str, intents: list[Intent]) -> int:
         if not intents:
             return 0
-        workspace = await self._people.workspace(event.workspace_id)
+        workspace = await self._people.workspace(ws)
         mails = 0
         for intent in intents:
             await self._record(conn, intent, workspace.slug, self._sender_name or workspace.name)

@@ -87,6 +87,10 @@ class Settings(ServiceSettings):
     inbound_listen: str = ""
     inbound_protocol: str = "smtp"
     reply_days: int = 90
+    # Reminders of control tests due within due_soon_days days (0: none), looked for every
+    # reminder_interval seconds.
+    due_soon_days: int = 3
+    reminder_interval: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
@@ -127,6 +131,12 @@ class Settings(ServiceSettings):
         reply_days = env_int(source, "FRONTDESK_NOTIFICATIONS_REPLY_DAYS", 90)
         if reply_days <= 0:
             raise SettingsError("FRONTDESK_NOTIFICATIONS_REPLY_DAYS must be positive")
+        due_soon = env_int(source, "FRONTDESK_NOTIFICATIONS_DUE_SOON_DAYS", 3)
+        if due_soon < 0:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_DUE_SOON_DAYS must be 0 or more")
+        interval = env_float(source, "FRONTDESK_NOTIFICATIONS_REMINDER_INTERVAL", 3600.0)
+        if interval <= 0:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_REMINDER_INTERVAL must be positive")
         return cls(
             **vars(base),
             smtp=SmtpSettings.from_env(source),
@@ -143,4 +153,6 @@ class Settings(ServiceSettings):
             inbound_listen=listen,
             inbound_protocol=protocol,
             reply_days=reply_days,
+            due_soon_days=due_soon,
+            reminder_interval=interval,
         )

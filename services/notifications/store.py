@@ -271,3 +271,59 @@ async def remember_sign_in(
         [address, device],
     )
     return before, bool(added)
+
+
+async def upsert_due_test(conn: asyncpg.Connection, t: dict[str, Any]) -> None:
+    """An open control test as the latest compliance event tells it."""
+    await conn.execute(
+        """
+        insert into due_tests (workspace_id, control_test_id, number, title, assignee_id, due_date)
+        values ($1, $2, $3, $4, $5, $6)
+        on conflict (workspace_id, control_test_id) do update
+        set number = excluded.number, title = excluded.title,
+            assignee_id = excluded.assignee_id, due_date = excluded.due_date
+        """,
+        t["workspace_id"],
+        t["control_test_id"],
+        t["number"],
+        t["title"],
+        t["assignee_id"],
+        t["due_date"],
+    )
+
+
+async def forget_due_test(conn: asyncpg.Connection, ws: uuid.UUID, test_id: uuid.UUID) -> None:
+    await conn.execute(
+        "delete from due_tests where workspace_id = $1 and control_test_id = $2", ws, test_id
+    )
+
+
+async def tests_due_in(conn: asyncpg.Connection, days: int, limit: int) -> list[asyncpg.Record]:
+    """Assigned open tests due within `days` days (not past) and not yet reminded for that
+    date, locked for this job's transaction (replicas skip them). Across workspaces: the job
+    works for every workspace, and each row it returns names its own."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        select * from due_tests
+        where assignee_id is not null
+          and due_date between current_date and current_date + $1::int
+          and reminded_for is distinct from due_date
+        order by due_date
+        limit $2
+        for update skip locked
+        """,
+        days,
+        limit,
+    )
+    return rows
+
+
+async def mark_reminded(conn: asyncpg.Connection, ws: uuid.UUID, test_id: uuid.UUID) -> None:
+    await conn.execute(
+        """
+        update due_tests set reminded_for = due_date
+        where workspace_id = $1 and control_test_id = $2
+        """,
+        ws,
+        test_id,
+    )
