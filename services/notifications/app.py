@@ -11,6 +11,7 @@ from frontdesk.v1 import notifications_pb2, notifications_pb2_grpc
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
 from services.notifications.compose import Composer
 from services.notifications.consumers import consumers
+from services.notifications.digest import Digests
 from services.notifications.due import Reminders
 from services.notifications.inbound import Inbound
 from services.notifications.jobs import Sender
@@ -66,6 +67,15 @@ async def wire(resources: Resources) -> Wiring:
                 resources.pool,
                 service.remind_due,
                 settings.due_soon_days,
+                settings.reminder_interval,
+            )
+        )
+    if settings.digest_weekday:
+        background.append(
+            Digests(
+                resources.pool,
+                service.make_digest,
+                settings.digest_weekday,
                 settings.reminder_interval,
             )
         )

@@ -80,7 +80,7 @@ class Composer:
         }
         if reply_to:
             headers["Reply-To"] = formataddr((sender_name, reply_to))
-        if intent.item.kind != "account":
+        if intent.item.kind not in ("account", "digest"):
             root = thread_id(intent.item.kind, intent.item.id, self._domain)
             headers["In-Reply-To"] = root
             headers["References"] = root

@@ -26,6 +26,7 @@ class Kind(StrEnum):
     CONTROL_TEST_DUE_SOON = "control_test_due_soon"  # due in N days (a reminder)
     PASSWORD_CHANGED = "password_changed"  # security: always sent
     TWO_FACTOR_DISABLED = "two_factor_disabled"  # security: always sent
+    WEEKLY_DIGEST = "weekly_digest"  # what is open for me, once a week (opt-in)
     NEW_SIGN_IN = "new_sign_in"  # security: a sign-in from a new device or address
 
 
@@ -42,6 +43,7 @@ PREFERENCE: dict[Kind, str | None] = {
     Kind.CONTROL_TEST_DUE_SOON: "control_test_assigned",
     Kind.PASSWORD_CHANGED: None,
     Kind.TWO_FACTOR_DISABLED: None,
+    Kind.WEEKLY_DIGEST: "weekly_digest",
     Kind.NEW_SIGN_IN: None,
 }
 
@@ -112,6 +114,8 @@ def link_for(person: Recipient, item: Item, sections: Sections) -> str | None:
         return None
     if item.kind == "account":
         return "/profile" if portal else "/management/profile"
+    if item.kind == "digest":
+        return "/" if portal else "/management"
     return None
 
 

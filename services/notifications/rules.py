@@ -228,6 +228,36 @@ class Rules:
             f"Control test {number} of {title} is due {when}, on {due.isoformat()}.",
         )
 
+    async def digest(
+        self, ws: str, person_id: str, digest: uuid.UUID, week: str, open_items: list[Item]
+    ) -> Intent | None:
+        """The weekly digest of what is open for a person, with only the items they may see
+        now; None when they do not want it, or nothing is left."""
+        person = await self._people.recipient(ws, person_id)
+        if person is None or not person.wants(Kind.WEEKLY_DIGEST):
+            return None
+        sections = await self._people.sections(ws)
+        lines = []
+        for item in open_items:
+            link = link_for(person, item, sections)
+            if link is None and item.kind == "ticket":
+                link = agent_link(person, item)
+            if link is not None:
+                lines.append(f"- {item.number} {item.title}: {link}")
+        home = link_for(person, Item("digest", person_id), sections)
+        if not lines or home is None:
+            return None
+        return Intent(
+            event_id=digest,
+            workspace_id=uuid.UUID(ws),
+            person=person,
+            kind=Kind.WEEKLY_DIGEST,
+            item=Item("digest", person_id),
+            link=home,
+            title=f"Your week ({week}): {len(lines)} open",
+            text="Open for you:\n" + "\n".join(lines),
+        )
+
     # -- auth -------------------------------------------------------------------------------
     async def _security(
         self,

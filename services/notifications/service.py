@@ -18,9 +18,16 @@ from frontdesk.v1 import events_pb2
 from services.chassis.caller import Caller
 from services.chassis.errors import InvalidArgument, InvalidField, NotFound, PermissionDenied
 from services.chassis.paging import Keyset
-from services.notifications import due, store
+from services.notifications import digest, due, store
 from services.notifications.compose import Composer
-from services.notifications.domain import PREFERENCE, Delivery, Intent, Kind, Notification
+from services.notifications.domain import (
+    PREFERENCE,
+    Delivery,
+    Intent,
+    Item,
+    Kind,
+    Notification,
+)
 from services.notifications.people import People
 from services.notifications.rules import Rules
 from services.notifications.tokens import BadToken, Tokens, Unsubscribe
@@ -53,6 +60,7 @@ class NotificationService:
         """Record the in-app entries and e-mail intents of one event (in the caller's
         transaction, with the inbox row); returns how many e-mails were recorded."""
         await due.track(conn, event)
+        await digest.track(conn, event)
         intents = [i for i in await self._rules.intents(event) if await self._keep(conn, i)]
         return await self._record_all(conn, event.workspace_id, intents)
 
@@ -63,6 +71,23 @@ class NotificationService:
         ws = str(test["workspace_id"])
         intent = await self._rules.due_soon(ws, reminder, dict(test), datetime.now(UTC).date())
         await self._record_all(conn, ws, [intent] if intent else [])
+
+    async def make_digest(
+        self,
+        conn: asyncpg.Connection,
+        ws: uuid.UUID,
+        person_id: uuid.UUID,
+        week: str,
+        digest_id: uuid.UUID,
+    ) -> None:
+        """Record a person's weekly digest (digest.py's job, in its transaction)."""
+        rows = await store.open_for(conn, ws, person_id)
+        items = [
+            Item(r["item_kind"], str(r["item_id"]), r["number"], f"{r['title']} ({r['status']})")
+            for r in rows
+        ]
+        intent = await self._rules.digest(str(ws), str(person_id), digest_id, week, items)
+        await self._record_all(conn, str(ws), [intent] if intent else [])
 
     async def _record_all(self, conn: asyncpg.Connection, ws: str, intents: list[Intent]) -> int:
         if not intents:

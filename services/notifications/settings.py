@@ -91,6 +91,8 @@ class Settings(ServiceSettings):
     # reminder_interval seconds.
     due_soon_days: int = 3
     reminder_interval: float = 3600.0
+    # The weekly digest's day (1 = Monday .. 7; 0: no digests).
+    digest_weekday: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
@@ -137,6 +139,9 @@ class Settings(ServiceSettings):
         interval = env_float(source, "FRONTDESK_NOTIFICATIONS_REMINDER_INTERVAL", 3600.0)
         if interval <= 0:
             raise SettingsError("FRONTDESK_NOTIFICATIONS_REMINDER_INTERVAL must be positive")
+        weekday = env_int(source, "FRONTDESK_NOTIFICATIONS_DIGEST_WEEKDAY", 1)
+        if not 0 <= weekday <= 7:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_DIGEST_WEEKDAY must be 0 (off) or 1..7")
         return cls(
             **vars(base),
             smtp=SmtpSettings.from_env(source),
@@ -155,4 +160,5 @@ class Settings(ServiceSettings):
             reply_days=reply_days,
             due_soon_days=due_soon,
             reminder_interval=interval,
+            digest_weekday=weekday,
         )
