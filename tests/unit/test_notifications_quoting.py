@@ -1,4 +1,5 @@
-"""The new text of a reply by e-mail: quoted history, attributions and signatures are cut."""
+"""Replies by e-mail without I/O: the new text (quoted history, attributions and signatures
+cut), the reply token, and the refusal of an address that is forged, expired or not ours."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from services.notifications.compose import REPLY_ABOVE
 from services.notifications.quoting import new_text, text_of
+from services.notifications.replies import Refusal, Replies
 from services.notifications.tokens import BadToken, Tokens
 
 
@@ -71,3 +73,19 @@ def test_reply_token_round_trip_case_insensitive_and_forgery() -> None:
         tokens.read_reply("not-a-token")
     later = tokens.reply(ws, person, "issue", item, date(2026, 12, 7) + timedelta(days=1))
     assert later != token and tokens.read_reply(later).item_kind == "issue"
+
+
+def test_reply_addresses_expire_and_only_ours_are_taken() -> None:
+    tokens = Tokens(b"k" * 32)
+    replies = Replies(tokens, None, None, None, "acme.test", reply_days=90)  # type: ignore[arg-type]
+    ws, person, item = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    today = date.today()
+    fresh = tokens.reply(ws, person, "issue", item, today - timedelta(days=89))
+    assert replies.address(f"<reply+{fresh}@ACME.test>").item_id == item
+    old = tokens.reply(ws, person, "issue", item, today - timedelta(days=91))
+    with pytest.raises(Refusal) as expired:
+        replies.address(f"reply+{old}@acme.test")
+    assert expired.value.smtp.startswith("550 5.7.1") and "expired" in expired.value.smtp
+    with pytest.raises(Refusal) as elsewhere:
+        replies.address(f"reply+{fresh}@other.test")
+    assert elsewhere.value.smtp.startswith("550 5.1.1")
