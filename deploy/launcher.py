@@ -51,9 +51,11 @@ from services.chassis.identity import Identity
 
 SERVICES = ("directory", "auth", "tickets", "compliance", "notifications")
 # Ports from FRONTDESK_PORT_BASE (B): service i on B + i + 1, its metrics on B + 100 + i + 1,
-# the gateway's metrics on B + 109, S3 on B + 110..119, the mail catcher's SMTP on B + 120.
+# the gateway's metrics on B + 109, S3 on B + 110..119, the mail catcher's SMTP on B + 120,
+# the notifications service's inbound listener (replies by e-mail) on B + 121.
 GATEWAY_METRICS_OFFSET = 109
 MAIL_CATCHER_OFFSET = 120
+INBOUND_OFFSET = 121
 
 
 def say(component: str, message: str) -> None:
@@ -71,6 +73,7 @@ class Plan:
     base_domain: str
     s3_port: int = 50170
     mail_port: int = 50180
+    inbound_port: int = 50181
     gateway_metrics_port: int = 50169
 
     @classmethod
@@ -87,6 +90,7 @@ class Plan:
             base_domain=env.get("FRONTDESK_BASE_DOMAIN", "localhost"),
             s3_port=base + 110,
             mail_port=base + MAIL_CATCHER_OFFSET,
+            inbound_port=base + INBOUND_OFFSET,
             gateway_metrics_port=base + GATEWAY_METRICS_OFFSET,
         )
 
@@ -316,6 +320,9 @@ class Launcher:
             env.update(self.identities.env(name))
             if name == "notifications":
                 env.update(self.mail_env())
+                env.setdefault(
+                    "FRONTDESK_NOTIFICATIONS_INBOUND_LISTEN", f"127.0.0.1:{self.plan.inbound_port}"
+                )
             self.spawn(name, f"services.{name}", env)
         for name in SERVICES:
             started = time.monotonic()
@@ -503,7 +510,8 @@ async def up(plan: Plan, replica_counts: dict[str, int] | None = None) -> int:
             f"  Password:    {password}\n"
             f"  Logs:        {launcher.logs}\n"
             + (
-                f"  Mail:        ./dev mail (kept in {plan.data_dir / 'mail'})\n"
+                f"  Mail:        ./dev mail (kept in {plan.data_dir / 'mail'}); "
+                f'./dev mail reply N "text" answers one (replies on :{plan.inbound_port})\n'
                 if launcher.mail_catcher
                 else ""
             )

@@ -2,11 +2,14 @@
 
 `./dev up` runs it (unless FRONTDESK_SMTP_HOST names a real server) and points the
 notifications service at it; each mail is stored as <data>/mail/<n>.eml. `./dev mail` lists
-them, `./dev mail show N` prints one. Tests run `MailCatcher` in their own event loop.
+them, `./dev mail show N` prints one, and `./dev mail reply N "text"` answers mail N as its
+recipient would, through the notifications service's inbound listener (the reply becomes a
+comment). Tests run `MailCatcher` in their own event loop.
 
     python -m deploy.mailcatcher serve --port 50125 --dir .frontdesk/mail
     python -m deploy.mailcatcher list [--dir .frontdesk/mail]
     python -m deploy.mailcatcher show N [--dir .frontdesk/mail]
+    python -m deploy.mailcatcher reply N "text" --to 127.0.0.1:50181 [--dir .frontdesk/mail]
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
@@ -130,6 +135,41 @@ class MailCatcher:
         return [m for m in self.mails if address in m.recipients]
 
 
+def reply_to(original: EmailMessage, text: str, sender: str = "") -> EmailMessage:
+    """The answer a mail client writes to `original`: to its Reply-To, from its recipient
+    (or `sender`), threaded, with the original quoted below the new text as Gmail quotes."""
+    reply = EmailMessage()
+    to = str(original.get("Reply-To") or original.get("From", ""))
+    reply["From"] = sender or str(original.get("To", ""))
+    reply["To"] = to
+    subject = str(original.get("Subject", ""))
+    reply["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+    reply["Date"] = formatdate(localtime=False, usegmt=True)
+    reply["Message-ID"] = make_msgid(domain="mail.example")
+    if original.get("Message-ID"):
+        reply["In-Reply-To"] = str(original["Message-ID"])
+        reply["References"] = f"{original.get('References', '')} {original['Message-ID']}".strip()
+    body = original.get_body(preferencelist=("plain",))
+    old = "" if body is None else str(body.get_content())
+    quoted = "\n".join(f"> {line}" if line else ">" for line in old.splitlines())
+    when = str(original.get("Date", "a while ago"))
+    reply.set_content(f"{text}\n\nOn {when}, {original.get('From', '')} wrote:\n{quoted}\n")
+    return reply
+
+
+async def send_reply(message: EmailMessage, host: str, port: int) -> tuple[int, str]:
+    """Deliver `message` to its To address at host:port; the server's (code, text), a refusal
+    included."""
+    rcpt = [a for _, a in getaddresses(message.get_all("To", [])) if a]
+    try:
+        _, text = await aiosmtplib.send(message, hostname=host, port=port, recipients=rcpt)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        return exc.recipients[0].code, exc.recipients[0].message
+    except aiosmtplib.SMTPResponseException as exc:
+        return exc.code, exc.message
+    return 250, text
+
+
 def stored(folder: Path) -> list[tuple[Path, EmailMessage]]:
     out: list[tuple[Path, EmailMessage]] = []
     for path in sorted(folder.glob("*.eml")):
@@ -163,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("show")
     show.add_argument("number", type=int)
     show.add_argument("--dir", type=Path, default=Path(".frontdesk/mail"))
+    answer = sub.add_parser("reply", help="answer mail N through the inbound listener")
+    answer.add_argument("number", type=int)
+    answer.add_argument("text")
+    answer.add_argument("--to", default="127.0.0.1:50181", help="the inbound listener")
+    answer.add_argument("--from", dest="sender", default="", help="default: the mail's To")
+    answer.add_argument("--dir", type=Path, default=Path(".frontdesk/mail"))
     args = parser.parse_args(argv)
     if args.command == "serve":
         asyncio.run(_serve(args.host, args.port, args.dir))
@@ -177,8 +223,19 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.number <= len(mails):
         print(f"no mail number {args.number} ({len(mails)} in {args.dir})")
         return 1
-    print(mails[args.number - 1][0].read_text(errors="replace"))
-    return 0
+    if args.command == "show":
+        print(mails[args.number - 1][0].read_text(errors="replace"))
+        return 0
+    original = mails[args.number - 1][1]
+    if not original.get("Reply-To"):
+        print(f"mail number {args.number} has no reply address (only ticket and issue mails do)")
+        return 1
+    host, _, port = args.to.rpartition(":")
+    code, text = asyncio.run(
+        send_reply(reply_to(original, args.text, args.sender), host or "127.0.0.1", int(port))
+    )
+    print(f"{code} {text}")
+    return 0 if code == 250 else 1
 
 
 if __name__ == "__main__":

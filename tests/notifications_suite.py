@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 from frontdesk.v1 import (
@@ -22,7 +23,8 @@ from frontdesk.v1 import (
     tickets_pb2_grpc,
 )
 
-from deploy.mailcatcher import Caught, MailCatcher
+from deploy.mailcatcher import Caught, MailCatcher, reply_to, send_reply
+from services.notifications.inbound import Inbound
 from tests.people import People, workspace
 from tests.signing import channel
 from tests.stack import Stack
@@ -43,6 +45,7 @@ def notification_env(catcher: MailCatcher, **overrides: str) -> dict[str, str]:
         "FRONTDESK_MAIL_DOMAIN": "acme.test",
         "FRONTDESK_NOTIFICATIONS_RETRY_BASE": "0.2",
         "FRONTDESK_NOTIFICATIONS_RETRY_MAX": "0.5",
+        "FRONTDESK_NOTIFICATIONS_INBOUND_LISTEN": "127.0.0.1:0",
         **overrides,
     }
 
@@ -115,6 +118,22 @@ class Suite:
 
     async def mails_to(self, email: str, count: int = 1, timeout: float = 10.0) -> list[Caught]:
         return await self.catcher.wait_for(lambda m: email in m.recipients, count, timeout)
+
+    @property
+    def inbound_port(self) -> int:
+        """The port of the notifications service's inbound listener (replies by e-mail)."""
+        running = self.stack.services["notifications"]
+        return next(b.port for b in running.background if isinstance(b, Inbound))
+
+    async def reply(
+        self, mail: Caught | EmailMessage, text: str, sender: str = ""
+    ) -> tuple[int, str]:
+        """Answer `mail` as a mail client would, through the real inbound listener."""
+        message = mail.message if isinstance(mail, Caught) else mail
+        return await self.send(reply_to(message, text, sender))
+
+    async def send(self, message: EmailMessage) -> tuple[int, str]:
+        return await send_reply(message, "127.0.0.1", self.inbound_port)
 
 
 async def eventually(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+import grpc
 from frontdesk.v1 import common_pb2, directory_pb2, directory_pb2_grpc
 
 from tests.signing import channel
@@ -67,6 +68,11 @@ async def workspace(stack: Stack) -> People:
     with the stack."""
     ch = channel(stack.addresses["directory"])
     stack.on_close(ch.close)
+    return await workspace_on(ch)
+
+
+async def workspace_on(ch: grpc.aio.Channel) -> People:
+    """A new workspace in the directory behind `ch` (a signed channel, tests/signing.py)."""
     directory = directory_pb2_grpc.DirectoryServiceStub(ch)
     tag = uuid.uuid4().hex[:10]
     created = await directory.CreateWorkspace(

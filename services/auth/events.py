@@ -11,10 +11,14 @@ from services.chassis.events import new_event
 
 
 def login_succeeded(
-    ws: str, person_id: str, surface: str, method: str, client_ip: str
+    ws: str, person_id: str, surface: str, method: str, client_ip: str, user_agent: str = ""
 ) -> events_pb2.Event:
     payload = auth_events_pb2.LoginSucceeded(
-        person_id=person_id, surface=surface, method=method, client_ip=client_ip
+        person_id=person_id,
+        surface=surface,
+        method=method,
+        client_ip=client_ip,
+        user_agent=user_agent[:512],
     )
     return new_event(ws, person_id, "auth", "login_succeeded", payload)
 

@@ -204,7 +204,9 @@ class ServiceBase:
             )
             for key in clear_keys or []:
                 await store.clear_failures(c, ws, key)
-            await outbox.add(c, events.login_succeeded(ws, person.id, surface, method, client_ip))
+            await outbox.add(
+                c, events.login_succeeded(ws, person.id, surface, method, client_ip, user_agent)
+            )
             return session
 
         if conn is not None:

@@ -45,10 +45,18 @@ SERVICE_RIGHTS: dict[str, frozenset[str]] = {
     # the directory does its own work in process (import worker); it calls nobody
     "directory": frozenset(),
     # notifications: who the recipients are and what they may see (persons, permissions, the
-    # workspace's slug for links), a ticket's public comments for the mail's text, and turning
-    # off one notification preference of a person (one-click unsubscribe)
+    # workspace's slug for links), a ticket's public comments for the mail's text, turning
+    # off one notification preference of a person (one-click unsubscribe), and adding a
+    # person's reply by e-mail as their comment (checked with that person's own access)
     "notifications": frozenset(
-        {"Person:read", "Workspace:read", "Ticket:read-public", "Person:notifications"}
+        {
+            "Person:read",
+            "Workspace:read",
+            "Ticket:read-public",
+            "Person:notifications",
+            "Ticket:comment-as-person",
+            "Issue:comment-as-person",
+        }
     ),
 }
 

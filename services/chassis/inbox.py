@@ -38,6 +38,8 @@ from services.chassis.outage import Outages, component_of
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, events_pb2.Event], Awaitable[None]]
+# What must stay in order: events with one key are handled one after another, in stream order.
+OrderKey = Callable[[events_pb2.Event], str]
 
 
 class Outcome(Enum):
@@ -65,7 +67,12 @@ class Consumer:
         batch: int = 50,
         outages: Outages | None = None,
         max_backoff: float = 5.0,
+        concurrency: int = 1,
+        order_key: OrderKey | None = None,
     ) -> None:
+        """`concurrency` > 1 handles the events of a fetched batch that have different
+        `order_key`s side by side (a handler waiting on other services); events with one key
+        are still handled in stream order. Without `order_key`, one at a time."""
         self._pool = pool
         self._js = js
         self.durable = durable
@@ -77,6 +84,8 @@ class Consumer:
         self._batch = batch
         self.outages = outages or Outages(durable)
         self._max_backoff = max_backoff
+        self._concurrency = concurrency if order_key is not None else 1
+        self._order_key = order_key
         self._own: Supervisor | None = None
 
     @property
@@ -131,14 +140,14 @@ class Consumer:
                     backoff = min(backoff * 2, self._max_backoff)
                     continue
                 self.outages.recovered("nats")
-                for i, msg in enumerate(msgs):
-                    if await self.handle(msg, backoff) is Outcome.OUTAGE:
-                        # Give the rest of the batch back at once, and wait before fetching.
-                        for rest in msgs[i + 1 :]:
-                            await _nak(rest, backoff)
-                        await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, self._max_backoff)
-                        break
+                if self._concurrency > 1 and len(msgs) > 1:
+                    outage = await self._handle_side_by_side(msgs, backoff)
+                else:
+                    outage = await self._handle_in_order(msgs, backoff)
+                if outage:
+                    # The rest was given back; wait before fetching again.
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
                 else:
                     backoff = 0.1
         finally:
@@ -146,6 +155,34 @@ class Consumer:
             # out; unacked, they are redelivered to another replica.
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _handle_in_order(self, msgs: list[Msg], backoff: float) -> bool:
+        """Handle `msgs` one after another; True (the rest nak'ed) at an outage."""
+        for i, msg in enumerate(msgs):
+            if await self.handle(msg, backoff) is Outcome.OUTAGE:
+                for rest in msgs[i + 1 :]:
+                    await _nak(rest, backoff)
+                return True
+        return False
+
+    async def _handle_side_by_side(self, msgs: list[Msg], backoff: float) -> bool:
+        """Handle the batch's groups of one order key side by side, each group in order."""
+        assert self._order_key is not None
+        groups: dict[str, list[Msg]] = {}
+        for msg in msgs:
+            try:
+                key = self._order_key(events_pb2.Event.FromString(msg.data))
+            except Exception:
+                key = ""  # unparseable or keyless: handled in order with the other keyless
+            groups.setdefault(key, []).append(msg)
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def group(items: list[Msg]) -> bool:
+            async with limit:
+                return await self._handle_in_order(items, backoff)
+
+        outcomes = await asyncio.gather(*(group(g) for g in groups.values()))
+        return any(outcomes)
 
     async def handle(self, msg: Msg, outage_delay: float = 0.5) -> Outcome:
         try:

@@ -13,6 +13,7 @@ from services.chassis import outbox
 from services.chassis.attachments import parse_ids
 from services.chassis.caller import Caller
 from services.chassis.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.chassis.on_behalf import MAX_KEY, acting_person
 from services.chassis.paging import Page
 from services.compliance import events, store
 from services.compliance.domain import (
@@ -43,6 +44,9 @@ def _text(value: uuid.UUID | date | str | None) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+ON_BEHALF_RIGHT = "Issue:comment-as-person"
 
 
 class IssueUseCases(ServiceBase):
@@ -348,16 +352,33 @@ class IssueUseCases(ServiceBase):
                 assignee_id=caller.person_id,
             )
 
+    async def on_behalf_of(self, actor: Caller, person_ref: str) -> Caller:
+        """The person a service comments for (notifications: a reply by e-mail), with their own
+        access now; the service needs Issue:comment-as-person."""
+        return await acting_person(
+            self._directory, actor, person_ref, right=ON_BEHALF_RIGHT, manage=ISSUE_MANAGE
+        )
+
     async def add_comment(
-        self, caller: Caller, issue_ref: str, *, body: str, attachment_ids: Sequence[str] = ()
+        self,
+        caller: Caller,
+        issue_ref: str,
+        *,
+        body: str,
+        attachment_ids: Sequence[str] = (),
+        idempotency_key: str = "",
     ) -> IssueComment:
         """A comment by the assignee or a manager, with the caller's staged files; writes
-        issue_commented (and attachment_added)."""
+        issue_commented (and attachment_added). With `idempotency_key`, the same author's
+        second call adds nothing and answers the first comment."""
         files = parse_ids(attachment_ids)
         if not caller.has_any(ISSUE_MANAGE, ISSUE_READ):
             raise PermissionDenied("Issue:read required")
         problems: list[str] = []
         body = check_text(body, "body", problems, required=not files, limit=MAX_COMMENT)
+        key = idempotency_key.strip() or None
+        if key is not None and len(key) > MAX_KEY:
+            problems.append(f"idempotency_key: at most {MAX_KEY} characters")
         if problems:
             raise InvalidArgument(problems)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -366,10 +387,17 @@ class IssueUseCases(ServiceBase):
                 raise NotFound("issue not found")
             if issue.status == "closed":
                 raise FailedPrecondition("status: a closed issue takes no comments")
+            if key is not None and caller.person_id is not None:
+                # the issue row is locked: two deliveries of one key wait for each other here
+                earlier = await store.comment_by_key(
+                    conn, caller.workspace_id, caller.person_id, key
+                )
+                if earlier is not None:
+                    return earlier
             comment = IssueComment(
                 id=uuid.uuid4(), issue_id=issue.id, author_id=caller.person_id, body=body
             )
-            comment = await store.insert_comment(conn, caller.workspace_id, comment)
+            comment = await store.insert_comment(conn, caller.workspace_id, comment, key)
             await outbox.add(conn, events.issue_commented(issue, comment.id, caller.person_id))
             await self.attachments.attach(conn, caller, issue, files, comment_id=comment.id)
         return comment

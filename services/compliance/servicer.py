@@ -335,11 +335,15 @@ class ComplianceServicer(compliance_pb2_grpc.ComplianceServiceServicer):
     async def AddIssueComment(
         self, request: compliance_pb2.AddIssueCommentRequest, context: grpc.aio.ServicerContext
     ) -> compliance_pb2.IssueComment:
+        caller = _caller()
+        if request.on_behalf_of:
+            caller = await self._service.on_behalf_of(caller, request.on_behalf_of)
         comment = await self._service.add_comment(
-            _caller(),
+            caller,
             request.issue_id,
             body=request.body,
             attachment_ids=list(request.attachment_ids),
+            idempotency_key=request.idempotency_key,
         )
         return comment_pb(comment)
 

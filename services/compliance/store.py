@@ -477,21 +477,41 @@ async def list_issues(
 
 
 async def insert_comment(
-    conn: asyncpg.Connection, workspace_id: uuid.UUID, c: IssueComment
+    conn: asyncpg.Connection,
+    workspace_id: uuid.UUID,
+    c: IssueComment,
+    idempotency_key: str | None = None,
 ) -> IssueComment:
     row = await conn.fetchrow(
         """
-        insert into issue_comments (id, workspace_id, issue_id, author_id, body)
-        values ($1, $2, $3, $4, $5) returning created_at
+        insert into issue_comments (id, workspace_id, issue_id, author_id, body, idempotency_key)
+        values ($1, $2, $3, $4, $5, $6) returning created_at
         """,
         c.id,
         workspace_id,
         c.issue_id,
         c.author_id,
         c.body,
+        idempotency_key,
     )
     c.created_at = row["created_at"]
     return c
+
+
+async def comment_by_key(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, author_id: uuid.UUID, key: str
+) -> IssueComment | None:
+    """The author's issue comment added earlier with this idempotency key, if any."""
+    row = await conn.fetchrow(
+        """
+        select id, issue_id, author_id, body, created_at from issue_comments
+        where workspace_id = $1 and author_id = $2 and idempotency_key = $3
+        """,
+        workspace_id,
+        author_id,
+        key,
+    )
+    return None if row is None else IssueComment(**dict(row))
 
 
 async def list_comments(

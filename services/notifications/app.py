@@ -11,9 +11,13 @@ from frontdesk.v1 import notifications_pb2, notifications_pb2_grpc
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
 from services.notifications.compose import Composer
 from services.notifications.consumers import consumers
+from services.notifications.digest import Digests
+from services.notifications.due import Reminders
+from services.notifications.inbound import Inbound
 from services.notifications.jobs import Sender
 from services.notifications.mailer import Mailer
-from services.notifications.people import People, Tickets
+from services.notifications.people import Issues, People, Tickets
+from services.notifications.replies import Replies
 from services.notifications.rules import Rules
 from services.notifications.service import NotificationService
 from services.notifications.servicer import NotificationServicer
@@ -45,17 +49,46 @@ async def wire(resources: Resources) -> Wiring:
         return [notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name]
 
     background: list[object] = [*consumers(resources.pool, resources.js, service)]
-    if settings.send:
+    for i in range(settings.senders if settings.send else 0):
         background.append(
             Sender(
                 resources.pool,
                 Mailer(settings.smtp),
+                name=f"notifications-sender-{i}",
                 dsn=settings.database_url,
                 retry_base=settings.retry_base,
                 retry_max=settings.retry_max,
                 give_up_after=settings.give_up_after,
             )
         )
+    if settings.due_soon_days:
+        background.append(
+            Reminders(
+                resources.pool,
+                service.remind_due,
+                settings.due_soon_days,
+                settings.reminder_interval,
+            )
+        )
+    if settings.digest_weekday:
+        background.append(
+            Digests(
+                resources.pool,
+                service.make_digest,
+                settings.digest_weekday,
+                settings.reminder_interval,
+            )
+        )
+    if settings.inbound_listen:
+        replies = Replies(
+            tokens,
+            people,
+            tickets,
+            Issues(settings.compliance_addr, resources.channel),
+            settings.mail_domain,
+            settings.reply_days,
+        )
+        background.append(Inbound(replies, settings.inbound_listen, settings.inbound_protocol))
     return Wiring(register=register, background=background)  # type: ignore[arg-type]
 
 

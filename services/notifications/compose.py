@@ -4,6 +4,9 @@ Threading: every mail about one item names the item's thread root in In-Reply-To
 References (`<ticket-<id>@<mail domain>>`), so clients group a ticket's mails however many
 there are. Each mail has its own Message-ID, derived from its delivery id, so a resend after a
 crash carries the same one and a receiving server can drop the copy.
+Replies: a mail about a ticket or an issue has Reply-To `reply+<token>@<mail domain>`, the
+token signed for that person and item (tokens.py); the inbound listener (inbound.py) adds a
+reply as that person's comment.
 Unsubscribe (RFC 8058): a List-Unsubscribe URL with a signed token, and
 List-Unsubscribe-Post: List-Unsubscribe=One-Click; security messages have neither.
 """
@@ -13,11 +16,15 @@ from __future__ import annotations
 import html
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
 from services.notifications.domain import PREFERENCE, Intent
-from services.notifications.tokens import Tokens
+from services.notifications.tokens import REPLY_ITEMS, Tokens
+
+# The first line of a mail one may answer; the reply's text ends where this line is quoted.
+REPLY_ABOVE = "##- Reply above this line to add a comment -##"
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,9 @@ class Composer:
         url = base + intent.link
         greeting = f"Hello {intent.person.name or intent.person.email},"
         by = f"{intent.actor_name} wrote:" if intent.actor_name and intent.text else ""
-        lines = [greeting, "", intent.title, ""]
+        reply_to = self.reply_address(intent)
+        lines = [REPLY_ABOVE, ""] if reply_to else []
+        lines += [greeting, "", intent.title, ""]
         if by:
             lines += [by, ""]
         lines += [intent.text, "", f"Open it: {url}", ""]
@@ -69,7 +78,9 @@ class Composer:
             "X-Frontdesk-Kind": intent.kind.value,
             "X-Frontdesk-Event": str(intent.event_id),
         }
-        if intent.item.kind != "account":
+        if reply_to:
+            headers["Reply-To"] = formataddr((sender_name, reply_to))
+        if intent.item.kind not in ("account", "digest"):
             root = thread_id(intent.item.kind, intent.item.id, self._domain)
             headers["In-Reply-To"] = root
             headers["References"] = root
@@ -83,11 +94,30 @@ class Composer:
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
             lines += ["--", f"Stop these e-mails: {unsubscribe}"]
         text = "\n".join(lines) + "\n"
-        body_html = _html(greeting, intent.title, by, intent.text, url, unsubscribe)
+        body_html = _html(greeting, intent.title, by, intent.text, url, unsubscribe, bool(reply_to))
         return Composed(intent.title, text, body_html, headers, headers["Message-ID"])
 
+    def reply_address(self, intent: Intent) -> str:
+        """The signed reply address of a mail about a ticket or issue ("" for other items)."""
+        if intent.item.kind not in REPLY_ITEMS:
+            return ""
+        try:
+            item_id = uuid.UUID(intent.item.id)
+        except ValueError:
+            return ""
+        token = self._tokens.reply(
+            intent.workspace_id,
+            uuid.UUID(intent.person.id),
+            intent.item.kind,
+            item_id,
+            datetime.now(UTC).date(),
+        )
+        return f"reply+{token}@{self._domain}"
 
-def _html(greeting: str, title: str, by: str, text: str, url: str, unsubscribe: str) -> str:
+
+def _html(
+    greeting: str, title: str, by: str, text: str, url: str, unsubscribe: str, reply: bool
+) -> str:
     e = html.escape
     paragraphs = "".join(f"<p>{e(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n") if p)
     quoted = (
@@ -101,9 +131,10 @@ def _html(greeting: str, title: str, by: str, text: str, url: str, unsubscribe: 
         if unsubscribe
         else ""
     )
+    above = f'<p style="color:#999;font-size:12px">{e(REPLY_ABOVE)}</p>' if reply else ""
     return (
         '<!doctype html><html><body style="font-family:sans-serif">'
-        f'<p>{e(greeting)}</p><h2 style="font-size:16px">{e(title)}</h2>{quoted}'
+        f'{above}<p>{e(greeting)}</p><h2 style="font-size:16px">{e(title)}</h2>{quoted}'
         f'<p><a href="{e(url)}">Open it in Frontdesk</a></p>{footer}</body></html>'
     )
 

@@ -8,6 +8,7 @@ the portal permission, else through the console only when they hold the manageme
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +23,11 @@ class Kind(StrEnum):
     ISSUE_ASSIGNED = "issue_assigned"
     CONTROL_TEST_ASSIGNED = "control_test_assigned"
     CONTROL_TEST_OVERDUE = "control_test_overdue"
+    CONTROL_TEST_DUE_SOON = "control_test_due_soon"  # due in N days (a reminder)
     PASSWORD_CHANGED = "password_changed"  # security: always sent
     TWO_FACTOR_DISABLED = "two_factor_disabled"  # security: always sent
+    WEEKLY_DIGEST = "weekly_digest"  # what is open for me, once a week (opt-in)
+    NEW_SIGN_IN = "new_sign_in"  # security: a sign-in from a new device or address
 
 
 # The person's preference (directory NotificationPreferences) that governs each kind; None: a
@@ -36,8 +40,11 @@ PREFERENCE: dict[Kind, str | None] = {
     Kind.ISSUE_ASSIGNED: "issue_assigned",
     Kind.CONTROL_TEST_ASSIGNED: "control_test_assigned",
     Kind.CONTROL_TEST_OVERDUE: "control_test_assigned",
+    Kind.CONTROL_TEST_DUE_SOON: "control_test_assigned",
     Kind.PASSWORD_CHANGED: None,
     Kind.TWO_FACTOR_DISABLED: None,
+    Kind.WEEKLY_DIGEST: "weekly_digest",
+    Kind.NEW_SIGN_IN: None,
 }
 
 PREFERENCES = ("ticket_updates", "issue_assigned", "control_test_assigned", "weekly_digest")
@@ -107,6 +114,8 @@ def link_for(person: Recipient, item: Item, sections: Sections) -> str | None:
         return None
     if item.kind == "account":
         return "/profile" if portal else "/management/profile"
+    if item.kind == "digest":
+        return "/" if portal else "/management"
     return None
 
 
@@ -115,6 +124,15 @@ def agent_link(person: Recipient, item: Item) -> str | None:
     if not person.active or "Ticket:manage" not in person.permissions:
         return None
     return f"/management/tickets/{item.number or item.id}"
+
+
+_VERSIONS = re.compile(r"[\d._]+")
+
+
+def device_of(user_agent: str) -> str:
+    """A browser as a sign-in's device: its user agent without version numbers, so that a
+    browser's update is not a new device."""
+    return " ".join(_VERSIONS.sub(" ", user_agent).split()).lower()
 
 
 @dataclass(frozen=True)

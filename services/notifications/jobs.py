@@ -10,6 +10,8 @@ took a mail and before the commit: the mail is sent again with the same Message-
 receiving side can use to drop the copy.
 
 It wakes on LISTEN/NOTIFY when an intent commits, so a mail leaves within milliseconds.
+Several senders run side by side (FRONTDESK_NOTIFICATIONS_SENDERS), each with its own SMTP
+connection; the row locks keep them from ever taking one mail.
 """
 
 from __future__ import annotations
@@ -35,19 +37,19 @@ SENT = Counter(
 
 
 class Sender:
-    name = "notifications-sender"
-
     def __init__(
         self,
         pool: asyncpg.Pool,
         mailer: Mailer,
         *,
+        name: str = "notifications-sender",
         dsn: str = "",
         retry_base: float = 1.0,
         retry_max: float = 300.0,
         give_up_after: float = 86400.0,
         idle_poll: float = 5.0,
     ) -> None:
+        self.name = name
         self._pool = pool
         self._mailer = mailer
         self._dsn = dsn

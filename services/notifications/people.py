@@ -1,4 +1,5 @@
-"""What the notifications service asks the others: recipients (directory) and comments (tickets).
+"""What the notifications service asks the others: recipients (directory), comments (tickets),
+and, for a reply by e-mail, adding a comment for its sender (tickets, compliance issues).
 
 Each call carries this service's own signed principal (its rights in SERVICE_RIGHTS). An outage
 of a backend surfaces as the gRPC error itself (UNAVAILABLE, DEADLINE_EXCEEDED), which the
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import grpc
 from frontdesk.v1 import (
     common_pb2,
+    compliance_pb2,
+    compliance_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
     tickets_pb2,
@@ -188,6 +191,21 @@ class Tickets:
             self._stub = tickets_pb2_grpc.TicketServiceStub(self._connect(self._address, "tickets"))
         return self._stub
 
+    async def add_comment(
+        self, ws: str, ticket_id: str, person_id: str, body: str, key: str
+    ) -> str:
+        """Add `body` as the comment of `person_id` (Ticket:comment-as-person; tickets checks
+        the person's own access); the same `key` again adds nothing. Returns the comment id."""
+        req = tickets_pb2.AddCommentRequest(
+            caller=on_own_behalf(ws),
+            ticket_id=ticket_id,
+            body=body,
+            on_behalf_of=person_id,
+            idempotency_key=key,
+        )
+        resp = await call(self.stub.AddComment, req, timeout=self._timeout)
+        return str(resp.comment.id)
+
     async def ticket(self, ws: str, ticket_id: str) -> TicketView | None:
         if not self._address:
             return None
@@ -209,3 +227,32 @@ class Tickets:
                 TicketComment(c.id, c.author_id, c.body) for c in d.comments if not c.internal
             ],
         )
+
+
+class Issues:
+    """The compliance service's issues, for a reply by e-mail (Issue:comment-as-person)."""
+
+    def __init__(self, address: str, connect: Connect, timeout: float = 5.0) -> None:
+        self._address = address
+        self._connect = connect
+        self._stub: compliance_pb2_grpc.ComplianceServiceStub | None = None
+        self._timeout = timeout
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._address)
+
+    async def add_comment(self, ws: str, issue_id: str, person_id: str, body: str, key: str) -> str:
+        if self._stub is None:
+            self._stub = compliance_pb2_grpc.ComplianceServiceStub(
+                self._connect(self._address, "compliance")
+            )
+        req = compliance_pb2.AddIssueCommentRequest(
+            caller=on_own_behalf(ws),
+            issue_id=issue_id,
+            body=body,
+            on_behalf_of=person_id,
+            idempotency_key=key,
+        )
+        resp = await call(self._stub.AddIssueComment, req, timeout=self._timeout)
+        return str(resp.id)

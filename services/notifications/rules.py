@@ -14,11 +14,20 @@ for security messages, see service.py).
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 from frontdesk.v1 import events_pb2, tickets_pb2
 
 from services.chassis.events import kind as event_kind
-from services.notifications.domain import Intent, Item, Kind, Recipient, agent_link, link_for
+from services.notifications.domain import (
+    Intent,
+    Item,
+    Kind,
+    Recipient,
+    agent_link,
+    device_of,
+    link_for,
+)
 from services.notifications.people import People, Tickets
 
 TELL_REQUESTER = {
@@ -195,9 +204,69 @@ class Rules:
         )
         return [found] if found else []
 
+    async def due_soon(
+        self,
+        ws: str,
+        reminder: uuid.UUID,
+        test: dict[str, object],
+        today: date,
+    ) -> Intent | None:
+        """The reminder of a control test due soon, for its assignee (a notice of our own: no
+        event of another service causes it, `reminder` stands for its id)."""
+        due = test["due_date"]
+        assert isinstance(due, date)
+        left = (due - today).days
+        when = "today" if left <= 0 else "tomorrow" if left == 1 else f"in {left} days"
+        number, title = str(test["number"]), str(test["title"])
+        item = Item("control_test", str(test["control_test_id"]), number, title)
+        return await self._intent(
+            events_pb2.Event(event_id=str(reminder), workspace_id=ws),
+            str(test["assignee_id"]),
+            Kind.CONTROL_TEST_DUE_SOON,
+            item,
+            f"[{number}] {title}: due {when}",
+            f"Control test {number} of {title} is due {when}, on {due.isoformat()}.",
+        )
+
+    async def digest(
+        self, ws: str, person_id: str, digest: uuid.UUID, week: str, open_items: list[Item]
+    ) -> Intent | None:
+        """The weekly digest of what is open for a person, with only the items they may see
+        now; None when they do not want it, or nothing is left."""
+        person = await self._people.recipient(ws, person_id)
+        if person is None or not person.wants(Kind.WEEKLY_DIGEST):
+            return None
+        sections = await self._people.sections(ws)
+        lines = []
+        for item in open_items:
+            link = link_for(person, item, sections)
+            if link is None and item.kind == "ticket":
+                link = agent_link(person, item)
+            if link is not None:
+                lines.append(f"- {item.number} {item.title}: {link}")
+        home = link_for(person, Item("digest", person_id), sections)
+        if not lines or home is None:
+            return None
+        return Intent(
+            event_id=digest,
+            workspace_id=uuid.UUID(ws),
+            person=person,
+            kind=Kind.WEEKLY_DIGEST,
+            item=Item("digest", person_id),
+            link=home,
+            title=f"Your week ({week}): {len(lines)} open",
+            text="Open for you:\n" + "\n".join(lines),
+        )
+
     # -- auth -------------------------------------------------------------------------------
     async def _security(
-        self, event: events_pb2.Event, person_id: str, kind: Kind, what: str
+        self,
+        event: events_pb2.Event,
+        person_id: str,
+        kind: Kind,
+        what: str,
+        details: str = "",
+        extra: dict[str, str] | None = None,
     ) -> list[Intent]:
         if not person_id:
             return []
@@ -219,9 +288,10 @@ class Rules:
                 link=link,
                 title=f"Security: {what}",
                 text=(
-                    f"{what.capitalize()} on your account. If this was not you, contact your "
-                    "administrator at once."
+                    f"{what[0].upper()}{what[1:]} on your account. If this was not you, "
+                    f"contact your administrator at once.{details}"
                 ),
+                extra=extra or {},
             )
         ]
 
@@ -235,4 +305,19 @@ class Rules:
         person = event.auth.two_factor_disabled.person_id
         return await self._security(
             event, person, Kind.TWO_FACTOR_DISABLED, "two-factor authentication was turned off"
+        )
+
+    async def _auth_login_succeeded(self, event: events_pb2.Event) -> list[Intent]:
+        """A sign-in: an intent the service keeps only when the device or address is new for
+        the person (service.py remembers what each person signed in from)."""
+        s = event.auth.login_succeeded
+        address = s.client_ip or "an unknown address"
+        browser = s.user_agent[:200] or "an unknown browser"
+        return await self._security(
+            event,
+            s.person_id,
+            Kind.NEW_SIGN_IN,
+            "a sign-in from a new device or address",
+            f"\n\nAddress: {address}\nBrowser: {browser}",
+            {"address": s.client_ip, "device": device_of(s.user_agent)},
         )

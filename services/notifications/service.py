@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 from frontdesk.v1 import events_pb2
@@ -18,9 +18,16 @@ from frontdesk.v1 import events_pb2
 from services.chassis.caller import Caller
 from services.chassis.errors import InvalidArgument, InvalidField, NotFound, PermissionDenied
 from services.chassis.paging import Keyset
-from services.notifications import store
+from services.notifications import digest, due, store
 from services.notifications.compose import Composer
-from services.notifications.domain import PREFERENCE, Delivery, Intent, Notification
+from services.notifications.domain import (
+    PREFERENCE,
+    Delivery,
+    Intent,
+    Item,
+    Kind,
+    Notification,
+)
 from services.notifications.people import People
 from services.notifications.rules import Rules
 from services.notifications.tokens import BadToken, Tokens, Unsubscribe
@@ -52,16 +59,60 @@ class NotificationService:
     async def on_event(self, conn: asyncpg.Connection, event: events_pb2.Event) -> int:
         """Record the in-app entries and e-mail intents of one event (in the caller's
         transaction, with the inbox row); returns how many e-mails were recorded."""
-        intents = await self._rules.intents(event)
+        await due.track(conn, event)
+        await digest.track(conn, event)
+        intents = [i for i in await self._rules.intents(event) if await self._keep(conn, i)]
+        return await self._record_all(conn, event.workspace_id, intents)
+
+    async def remind_due(
+        self, conn: asyncpg.Connection, test: asyncpg.Record, reminder: uuid.UUID
+    ) -> None:
+        """Record the reminder of a control test due soon (due.py's job, in its transaction)."""
+        ws = str(test["workspace_id"])
+        intent = await self._rules.due_soon(ws, reminder, dict(test), datetime.now(UTC).date())
+        await self._record_all(conn, ws, [intent] if intent else [])
+
+    async def make_digest(
+        self,
+        conn: asyncpg.Connection,
+        ws: uuid.UUID,
+        person_id: uuid.UUID,
+        week: str,
+        digest_id: uuid.UUID,
+    ) -> None:
+        """Record a person's weekly digest (digest.py's job, in its transaction)."""
+        rows = await store.open_for(conn, ws, person_id)
+        items = [
+            Item(r["item_kind"], str(r["item_id"]), r["number"], f"{r['title']} ({r['status']})")
+            for r in rows
+        ]
+        intent = await self._rules.digest(str(ws), str(person_id), digest_id, week, items)
+        await self._record_all(conn, str(ws), [intent] if intent else [])
+
+    async def _record_all(self, conn: asyncpg.Connection, ws: str, intents: list[Intent]) -> int:
         if not intents:
             return 0
-        workspace = await self._people.workspace(event.workspace_id)
+        workspace = await self._people.workspace(ws)
         mails = 0
         for intent in intents:
             await self._record(conn, intent, workspace.slug, self._sender_name or workspace.name)
             if intent.person.wants(intent.kind) and intent.person.email:
                 mails += 1
         return mails
+
+    async def _keep(self, conn: asyncpg.Connection, intent: Intent) -> bool:
+        """False for a sign-in from what the person signed in from before (and for their very
+        first sign-in): only a new device or address is told. Remembers this one."""
+        if intent.kind is not Kind.NEW_SIGN_IN:
+            return True
+        before, new = await store.remember_sign_in(
+            conn,
+            intent.workspace_id,
+            uuid.UUID(intent.person.id),
+            self._tokens.digest("address", intent.extra.get("address", "")),
+            self._tokens.digest("device", intent.extra.get("device", "")),
+        )
+        return before and new
 
     async def _record(
         self, conn: asyncpg.Connection, intent: Intent, slug: str, sender: str

@@ -76,8 +76,23 @@ class Settings(ServiceSettings):
     give_up_after: float = 86400.0
     # The tickets service, for the text of the comment a mail quotes.
     tickets_addr: str = ""
-    # Send mails at all (off: intents are recorded and stay pending).
+    # Send mails at all (off: intents are recorded and stay pending), with how many senders
+    # side by side (each its own SMTP connection).
     send: bool = True
+    senders: int = 3
+    # The compliance service, for replies by e-mail to issues.
+    compliance_addr: str = ""
+    # Replies by e-mail: the listener ("host:port", empty: none), "smtp" or "lmtp", and how
+    # many days a mail's reply address stays valid.
+    inbound_listen: str = ""
+    inbound_protocol: str = "smtp"
+    reply_days: int = 90
+    # Reminders of control tests due within due_soon_days days (0: none), looked for every
+    # reminder_interval seconds.
+    due_soon_days: int = 3
+    reminder_interval: float = 3600.0
+    # The weekly digest's day (1 = Monday .. 7; 0: no digests).
+    digest_weekday: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
@@ -104,6 +119,29 @@ class Settings(ServiceSettings):
         give_up = env_float(source, "FRONTDESK_NOTIFICATIONS_GIVE_UP_AFTER", 86400.0)
         if give_up <= 0:
             raise SettingsError("FRONTDESK_NOTIFICATIONS_GIVE_UP_AFTER must be positive")
+        protocol = source.get("FRONTDESK_NOTIFICATIONS_INBOUND_PROTOCOL", "smtp").strip().lower()
+        if protocol not in ("smtp", "lmtp"):
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_INBOUND_PROTOCOL must be smtp or lmtp")
+        listen = source.get("FRONTDESK_NOTIFICATIONS_INBOUND_LISTEN", "").strip()
+        if listen and not listen.rpartition(":")[2].isdigit():
+            raise SettingsError(
+                f"FRONTDESK_NOTIFICATIONS_INBOUND_LISTEN must be host:port, got {listen!r}"
+            )
+        senders = env_int(source, "FRONTDESK_NOTIFICATIONS_SENDERS", 3)
+        if not 1 <= senders <= 8:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_SENDERS must be 1..8")
+        reply_days = env_int(source, "FRONTDESK_NOTIFICATIONS_REPLY_DAYS", 90)
+        if reply_days <= 0:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_REPLY_DAYS must be positive")
+        due_soon = env_int(source, "FRONTDESK_NOTIFICATIONS_DUE_SOON_DAYS", 3)
+        if due_soon < 0:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_DUE_SOON_DAYS must be 0 or more")
+        interval = env_float(source, "FRONTDESK_NOTIFICATIONS_REMINDER_INTERVAL", 3600.0)
+        if interval <= 0:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_REMINDER_INTERVAL must be positive")
+        weekday = env_int(source, "FRONTDESK_NOTIFICATIONS_DIGEST_WEEKDAY", 1)
+        if not 0 <= weekday <= 7:
+            raise SettingsError("FRONTDESK_NOTIFICATIONS_DIGEST_WEEKDAY must be 0 (off) or 1..7")
         return cls(
             **vars(base),
             smtp=SmtpSettings.from_env(source),
@@ -115,4 +153,12 @@ class Settings(ServiceSettings):
             give_up_after=give_up,
             tickets_addr=source.get("FRONTDESK_TICKETS_ADDR", ""),
             send=env_bool(source, "FRONTDESK_NOTIFICATIONS_SEND", True),
+            senders=senders,
+            compliance_addr=source.get("FRONTDESK_COMPLIANCE_ADDR", ""),
+            inbound_listen=listen,
+            inbound_protocol=protocol,
+            reply_days=reply_days,
+            due_soon_days=due_soon,
+            reminder_interval=interval,
+            digest_weekday=weekday,
         )

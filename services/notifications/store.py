@@ -246,3 +246,184 @@ async def mark_read(
 
 def key_of(created_at: datetime, row_id: uuid.UUID) -> tuple[datetime, uuid.UUID]:
     return (created_at, row_id)
+
+
+async def remember_sign_in(
+    conn: asyncpg.Connection, ws: uuid.UUID, person_id: uuid.UUID, address: str, device: str
+) -> tuple[bool, bool]:
+    """Record the digests of a sign-in's address and device; returns (seen before: the person
+    had signed in before, new: the address or the device is one not seen for them)."""
+    before: bool = await conn.fetchval(
+        "select exists (select 1 from sign_ins where workspace_id = $1 and person_id = $2)",
+        ws,
+        person_id,
+    )
+    added = await conn.fetch(
+        """
+        insert into sign_ins (workspace_id, person_id, what, digest)
+        select $1, $2, w, d from unnest($3::text[], $4::text[]) as t(w, d)
+        on conflict do nothing
+        returning what
+        """,
+        ws,
+        person_id,
+        ["address", "device"],
+        [address, device],
+    )
+    return before, bool(added)
+
+
+async def upsert_due_test(conn: asyncpg.Connection, t: dict[str, Any]) -> None:
+    """An open control test as the latest compliance event tells it."""
+    await conn.execute(
+        """
+        insert into due_tests (workspace_id, control_test_id, number, title, assignee_id, due_date)
+        values ($1, $2, $3, $4, $5, $6)
+        on conflict (workspace_id, control_test_id) do update
+        set number = excluded.number, title = excluded.title,
+            assignee_id = excluded.assignee_id, due_date = excluded.due_date
+        """,
+        t["workspace_id"],
+        t["control_test_id"],
+        t["number"],
+        t["title"],
+        t["assignee_id"],
+        t["due_date"],
+    )
+
+
+async def forget_due_test(conn: asyncpg.Connection, ws: uuid.UUID, test_id: uuid.UUID) -> None:
+    await conn.execute(
+        "delete from due_tests where workspace_id = $1 and control_test_id = $2", ws, test_id
+    )
+
+
+async def tests_due_in(conn: asyncpg.Connection, days: int, limit: int) -> list[asyncpg.Record]:
+    """Assigned open tests due within `days` days (not past) and not yet reminded for that
+    date, locked for this job's transaction (replicas skip them). Across workspaces: the job
+    works for every workspace, and each row it returns names its own."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        select * from due_tests
+        where assignee_id is not null
+          and due_date between current_date and current_date + $1::int
+          and reminded_for is distinct from due_date
+        order by due_date
+        limit $2
+        for update skip locked
+        """,
+        days,
+        limit,
+    )
+    return rows
+
+
+async def mark_reminded(conn: asyncpg.Connection, ws: uuid.UUID, test_id: uuid.UUID) -> None:
+    await conn.execute(
+        """
+        update due_tests set reminded_for = due_date
+        where workspace_id = $1 and control_test_id = $2
+        """,
+        ws,
+        test_id,
+    )
+
+
+async def upsert_open_item(conn: asyncpg.Connection, i: dict[str, Any]) -> None:
+    """An open ticket or issue as the latest event tells it; a None field keeps what is known
+    (an assignment does not repeat the title)."""
+    await conn.execute(
+        """
+        insert into open_items (workspace_id, item_kind, item_id, number, title, requester_id,
+                                assignee_id, status)
+        values ($1, $2, $3, $4, coalesce($5, ''), $6, $7, $8)
+        on conflict (workspace_id, item_kind, item_id) do update
+        set number = excluded.number,
+            title = coalesce($5, open_items.title),
+            requester_id = coalesce($6, open_items.requester_id),
+            assignee_id = case when $9 then $7 else open_items.assignee_id end,
+            status = coalesce($8, open_items.status)
+        """,
+        i["workspace_id"],
+        i["item_kind"],
+        i["item_id"],
+        i["number"],
+        i.get("title"),
+        i.get("requester_id"),
+        i.get("assignee_id"),
+        i.get("status") or "open",
+        "assignee_id" in i,
+    )
+
+
+async def forget_open_item(
+    conn: asyncpg.Connection, ws: uuid.UUID, item_kind: str, item_id: uuid.UUID
+) -> None:
+    await conn.execute(
+        "delete from open_items where workspace_id = $1 and item_kind = $2 and item_id = $3",
+        ws,
+        item_kind,
+        item_id,
+    )
+
+
+async def digest_candidates(
+    conn: asyncpg.Connection, week: str, limit: int
+) -> list[asyncpg.Record]:
+    """Persons something is open for (requester, assignee, control test assignee) who have no
+    digest for `week` yet. Across workspaces: each row names its own."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        select distinct workspace_id, person_id from (
+            select workspace_id, requester_id as person_id from open_items
+            union all select workspace_id, assignee_id from open_items
+            union all select workspace_id, assignee_id from due_tests
+        ) p
+        where person_id is not null and not exists (
+            select 1 from digests d
+            where d.workspace_id = p.workspace_id and d.person_id = p.person_id and d.week = $1
+        )
+        limit $2
+        """,
+        week,
+        limit,
+    )
+    return rows
+
+
+async def claim_digest(
+    conn: asyncpg.Connection, ws: uuid.UUID, person_id: uuid.UUID, week: str
+) -> bool:
+    """Take the person's digest of `week` (False: made already, by us or another replica)."""
+    claimed = await conn.fetchval(
+        """
+        insert into digests (workspace_id, person_id, week) values ($1, $2, $3)
+        on conflict do nothing returning true
+        """,
+        ws,
+        person_id,
+        week,
+    )
+    return bool(claimed)
+
+
+async def open_for(
+    conn: asyncpg.Connection, ws: uuid.UUID, person_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    """What is open for a person: tickets they asked for or are assigned, issues and control
+    tests assigned to them (item_kind, item_id, number, title, status, role)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        select item_kind, item_id, number, title, status,
+               case when assignee_id = $2 then 'assignee' else 'requester' end as role
+        from open_items where workspace_id = $1 and (requester_id = $2 or assignee_id = $2)
+        union all
+        select 'control_test', control_test_id, number, title, 'due ' || due_date::text,
+               'assignee'
+        from due_tests where workspace_id = $1 and assignee_id = $2
+        order by 1, 3
+        """,
+        ws,
+        person_id,
+    )
+    return rows

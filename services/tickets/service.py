@@ -17,6 +17,7 @@ from services.chassis.directory_client import DirectoryClient
 from services.chassis.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.chassis.malware import Clamd
 from services.chassis.objectstore import ObjectStore
+from services.chassis.on_behalf import MAX_KEY, acting_person
 from services.chassis.paging import Keyset, KeyType
 from services.tickets import events, store
 from services.tickets.attachments import TicketAttachments
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 MAX_COMMENT = 20_000
 MAX_NOTE = 2_000
 AGENT_PERMISSION = "Ticket:manage"
+ON_BEHALF_RIGHT = "Ticket:comment-as-person"
 NO_SUCH_PERSON = "no such active person in this workspace"
 
 
@@ -84,6 +86,13 @@ class TicketService:
             raise InvalidArgument([f"assignee_id: {NO_SUCH_PERSON}"])
         if AGENT_PERMISSION not in access.permissions:
             raise InvalidArgument([f"assignee_id: must be an agent (hold {AGENT_PERMISSION})"])
+
+    async def on_behalf_of(self, actor: Caller, person_ref: str) -> Caller:
+        """The person a service comments for (notifications: a reply by e-mail), with their own
+        access now; the service needs Ticket:comment-as-person."""
+        return await acting_person(
+            self._directory, actor, person_ref, right=ON_BEHALF_RIGHT, manage=AGENT_PERMISSION
+        )
 
     # -- create -------------------------------------------------------------------------
 
@@ -397,12 +406,17 @@ class TicketService:
         body: str,
         internal: bool,
         attachment_ids: Sequence[str] = (),
+        idempotency_key: str = "",
     ) -> tuple[Comment, Ticket]:
         """Add a comment or internal note with the caller's staged files (writes
         ticket_commented, attachment_added, and ticket_status_changed when the requester's
-        comment reopens the ticket)."""
+        comment reopens the ticket). With `idempotency_key`, the same author's second call
+        adds nothing and answers the first comment."""
         files = parse_ids(attachment_ids)
         problems: list[str] = []
+        key = idempotency_key.strip() or None
+        if key is not None and len(key) > MAX_KEY:
+            problems.append(f"idempotency_key: at most {MAX_KEY} characters")
         text = body.strip()
         if not text and not files:
             problems.append("body: required")
@@ -416,6 +430,11 @@ class TicketService:
                 raise PermissionDenied("Ticket:manage is needed to write an internal note")
             if problems:
                 raise InvalidArgument(problems)
+            if key is not None and actor.person_id is not None:
+                # the ticket row is locked: two deliveries of one key wait for each other here
+                earlier = await store.comment_by_key(conn, actor.workspace_id, actor.person_id, key)
+                if earlier is not None:
+                    return earlier, ticket
             if ticket.status is Status.CLOSED:
                 raise FailedPrecondition("ticket: closed tickets take no more comments")
             comment = await store.insert_comment(
@@ -429,6 +448,7 @@ class TicketService:
                     internal=internal,
                     created_at=datetime.min,
                 ),
+                idempotency_key=key,
             )
             await outbox.add(conn, events.commented(ticket, actor, comment))
             await self.attachments.attach(conn, actor, ticket, comment.id, internal, files)

@@ -171,8 +171,15 @@ class TicketServicer(tickets_pb2_grpc.TicketServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> tickets_pb2.AddCommentResponse:
         actor = convert.actor()
+        if request.on_behalf_of:
+            actor = await self._service.on_behalf_of(actor, request.on_behalf_of)
         comment, ticket = await self._service.add_comment(
-            actor, request.ticket_id, request.body, request.internal, list(request.attachment_ids)
+            actor,
+            request.ticket_id,
+            request.body,
+            request.internal,
+            list(request.attachment_ids),
+            request.idempotency_key,
         )
         return tickets_pb2.AddCommentResponse(
             comment=convert.comment_out(comment), ticket=convert.ticket_out(ticket)

@@ -212,11 +212,17 @@ async def touch(conn: asyncpg.Connection, workspace_id: uuid.UUID, ticket_id: uu
     )
 
 
-async def insert_comment(conn: asyncpg.Connection, workspace_id: uuid.UUID, c: Comment) -> Comment:
+async def insert_comment(
+    conn: asyncpg.Connection,
+    workspace_id: uuid.UUID,
+    c: Comment,
+    idempotency_key: str | None = None,
+) -> Comment:
     row = await conn.fetchrow(
         """
-        insert into ticket_comments (id, workspace_id, ticket_id, author_id, body, internal)
-        values ($1, $2, $3, $4, $5, $6)
+        insert into ticket_comments (id, workspace_id, ticket_id, author_id, body, internal,
+                                     idempotency_key)
+        values ($1, $2, $3, $4, $5, $6, $7)
         returning id, ticket_id, author_id, body, internal, created_at
         """,
         c.id,
@@ -225,8 +231,25 @@ async def insert_comment(conn: asyncpg.Connection, workspace_id: uuid.UUID, c: C
         c.author_id,
         c.body,
         c.internal,
+        idempotency_key,
     )
     return _comment(row)
+
+
+async def comment_by_key(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, author_id: uuid.UUID, key: str
+) -> Comment | None:
+    """The author's comment added earlier with this idempotency key, if any."""
+    row = await conn.fetchrow(
+        """
+        select id, ticket_id, author_id, body, internal, created_at from ticket_comments
+        where workspace_id = $1 and author_id = $2 and idempotency_key = $3
+        """,
+        workspace_id,
+        author_id,
+        key,
+    )
+    return None if row is None else _comment(row)
 
 
 def _comment(row: asyncpg.Record) -> Comment:

@@ -81,6 +81,9 @@ class Suite:
     workspace_id: str = ""
     # TLS to the services (the launcher's client certificate; the suite runs mutual TLS)
     credentials: grpc.ChannelCredentials | None = None
+    # the local mail catcher's folder, and the notifications service's inbound listener
+    mail_dir: Path = Path()
+    inbound: str = ""
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -154,7 +157,7 @@ def _ports() -> dict[str, int]:
     """Free ports for the launcher, below the kernel's ephemeral range: a port picked inside
     it can be taken by any outgoing connection before the service binds it."""
     offsets = {"gateway": 200, "pg": 201, "nats": 202}
-    needed = (1, 2, 3, 4, 101, 102, 103, 104, 105, *range(110, 120), *offsets.values())
+    needed = (1, 2, 3, 4, 5, 101, 102, 103, 104, 105, *range(110, 122), *offsets.values())
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(20000, 32000 - 300, 10)
@@ -274,6 +277,8 @@ def suite() -> Iterator[Suite]:
             credentials=tls.channel_credentials(
                 Identities(data_dir / "data").tls_settings("launcher")
             ),
+            mail_dir=data_dir / "data" / "mail",
+            inbound=f"127.0.0.1:{base + 121}",
         )
         children |= _mentioning(str(data_dir))
         # Four services and the gateway, plus the embedded PostgreSQL and NATS servers.

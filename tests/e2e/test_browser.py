@@ -63,6 +63,22 @@ async def _shot(page: Page, screenshots: Path, name: str) -> None:
     assert (await page.title()).strip(), name
 
 
+async def submit_ticket(
+    page: Page, title: str, description: str, impact: str = "medium", urgency: str = "high"
+) -> str:
+    """Fill and send the open "Submit a ticket" form; the new ticket's number."""
+    await page.get_by_label("Title").fill(title)
+    await page.get_by_label("Description").fill(description)
+    await page.locator("#impact").select_option(impact)
+    await page.locator("#urgency").select_option(urgency)
+    await page.get_by_role("button", name="Submit").click()
+    await expect(page.get_by_role("status")).to_contain_text("was submitted")
+    heading = await page.get_by_role("heading", level=1).inner_text()
+    number = heading.split(" ")[0]
+    assert number.startswith("INC-"), heading
+    return number
+
+
 def _nav(page: Page) -> Any:
     return page.get_by_role("navigation", name="Main")
 
@@ -105,15 +121,7 @@ async def test_portal_user_signs_in_submits_a_ticket_finds_it_and_comments(
     await expect(page.locator("#title")).to_have_attribute("aria-invalid", "true")
     await _shot(page, screenshots, "03-ticket-form-errors")
     title = f"VPN drops every hour {uuid.uuid4().hex[:4]}"
-    await page.get_by_label("Title").fill(title)
-    await page.get_by_label("Description").fill("Since Monday, on the office Wi-Fi.")
-    await page.locator("#impact").select_option("medium")
-    await page.locator("#urgency").select_option("high")
-    await page.get_by_role("button", name="Submit").click()
-    await expect(page.get_by_role("status")).to_contain_text("was submitted")
-    heading = await page.get_by_role("heading", level=1).inner_text()
-    number = heading.split(" ")[0]
-    assert number.startswith("INC-"), heading
+    number = await submit_ticket(page, title, "Since Monday, on the office Wi-Fi.")
     await _shot(page, screenshots, "04-ticket-submitted")
 
     await _nav(page).get_by_role("link", name="Tickets").click()

@@ -182,8 +182,8 @@ class Suite:
         self.procs[name] = proc
         return proc
 
-    async def start(self, proc: Proc) -> None:
-        """Start `proc` with the current addresses and wait until it is ready."""
+    async def start(self, proc: Proc, **extra: str) -> None:
+        """Start `proc` with the current addresses (and `extra` variables) until it is ready."""
         env = self.base_env()
         if proc.module == "gateway":
             env.update(FRONTDESK_GATEWAY_HOST="127.0.0.1", FRONTDESK_GATEWAY_PORT=str(proc.port))
@@ -192,6 +192,7 @@ class Suite:
         # its identity (tests/signing.py): the run's trusted keys and the component's own key
         env.update(keys().env())
         env["FRONTDESK_IDENTITY_KEY_FILE"] = keys().key_file(proc.name.rsplit("-", 1)[0])
+        env.update(extra)
         proc.env = env
         proc.spawn()
         await self.wait_ready(proc)

@@ -232,6 +232,55 @@ async def test_redelivered_event_has_its_effect_once(pool: asyncpg.Pool, nats_ur
         await nc.close()
 
 
+async def test_side_by_side_consumer_overlaps_keys_and_keeps_each_keys_order(
+    pool: asyncpg.Pool, nats_url: str
+) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await natsconn.ensure_streams(js)
+    workspace_id = str(uuid.uuid4())
+    events = [_event(workspace_id, n) for n in range(24)]  # persons p0..p23
+    seen: list[tuple[str, int]] = []
+    running, most = 0, 0
+    all_in = asyncio.Event()
+
+    async def handler(conn: asyncpg.Connection, event: events_pb2.Event) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        n = int(event.directory.portal_login_recorded.person_id[1:])
+        await asyncio.sleep(0.02 * (3 - n % 3))  # the first of each key is the slowest
+        seen.append((str(n % 3), n))
+        running -= 1
+        if len(seen) == len(events):
+            all_in.set()
+
+    consumer = Consumer(
+        pool,
+        js,
+        durable=f"sides-{workspace_id[:8]}",
+        stream="FD_DIRECTORY",
+        subject=f"fd.directory.{workspace_id}.>",
+        handler=handler,
+        concurrency=4,
+        order_key=lambda e: str(int(e.directory.portal_login_recorded.person_id[1:]) % 3),
+    )
+    for event in events:  # all waiting before the consumer fetches: batches of several
+        await js.publish(
+            subject(event), event.SerializeToString(), headers={"Nats-Msg-Id": event.event_id}
+        )
+    await consumer.start()
+    try:
+        await asyncio.wait_for(all_in.wait(), 20)
+        assert most > 1  # keys overlapped
+        for key in "012":
+            order = [n for k, n in seen if k == key]
+            assert order == sorted(order)  # one key's events in stream order
+    finally:
+        await consumer.stop()
+        await nc.close()
+
+
 async def test_failing_and_unparseable_messages_end_as_dead_letters(
     pool: asyncpg.Pool, nats_url: str
 ) -> None:

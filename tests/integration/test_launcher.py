@@ -90,11 +90,13 @@ def free_port() -> int:
 
 
 def _free_base() -> int:
-    # Four consecutive service ports and their metrics ports must be free.
+    # The five service ports, their metrics ports, S3's, the mail catcher's and the
+    # notifications service's inbound listener's must be free.
     while True:
         base = free_port()
         if not any(
-            port_in_use(base + d) for d in (1, 2, 3, 4, 101, 102, 103, 104, 105, *range(110, 120))
+            port_in_use(base + d)
+            for d in (1, 2, 3, 4, 5, 101, 102, 103, 104, 105, *range(110, 122))
         ):
             return base
 

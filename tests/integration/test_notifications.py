@@ -188,6 +188,55 @@ async def test_security_mails_are_always_sent_without_unsubscribe(suite: Suite) 
     assert "/profile" in mail.part("plain")
 
 
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/{v}.0.0.0 Safari/537.36"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+async def test_a_sign_in_from_a_new_device_or_address_is_told_the_first_one_not(
+    suite: Suite,
+) -> None:
+    person, email = await suite.person(*PORTAL)
+    password = "a long and unusual passphrase 43"
+    await suite.auth.SetPassword(
+        auth_pb2.SetPasswordRequest(
+            caller=common_pb2.Caller(workspace_id=suite.ws), person_id=person, password=password
+        )
+    )
+    await suite.mails_to(email)  # the password's security mail
+
+    async def sign_in(address: str, browser: str) -> None:
+        resp = await suite.auth.Login(
+            auth_pb2.LoginRequest(
+                workspace_id=suite.ws,
+                email=email,
+                password=password,
+                surface="portal",
+                client_ip=address,
+                user_agent=browser,
+            )
+        )
+        assert resp.status == "ok"
+
+    def told() -> list[str]:
+        return [m.part("plain") for m in suite.catcher.to(email) if "new device" in m.subject]
+
+    await sign_in("198.51.100.7", CHROME.format(v=120))  # the first sign-in: nothing to tell
+    await sign_in("198.51.100.7", CHROME.format(v=121))  # the same browser, updated
+    await sign_in("203.0.113.9", CHROME.format(v=121))  # a new address
+    await suite.catcher.wait_for(lambda m: "new device" in m.subject and email in m.recipients)
+    await sign_in("203.0.113.9", FIREFOX)  # a new browser
+    await suite.catcher.wait_for(
+        lambda m: "new device" in m.subject and email in m.recipients, count=2
+    )
+    first, second = told()
+    assert "Address: 203.0.113.9" in first and "Chrome/121" in first
+    assert "Firefox/133.0" in second
+    mail = suite.catcher.to(email)[-1]
+    assert mail.message["List-Unsubscribe"] is None  # security: always sent
+    kinds = [n.kind for n in (await suite.inbox(person)).notifications]
+    assert kinds.count("new_sign_in") == 2
+
+
 async def test_nobody_hears_of_what_they_may_no_longer_see(suite: Suite) -> None:
     agent, _ = await suite.person(*AGENT)
     no_portal, no_portal_email = await suite.person(*PORTAL)

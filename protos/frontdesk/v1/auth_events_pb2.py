@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66rontdesk/v1/auth_events.proto\x12\x0c\x66rontdesk.v1\"\xa6\x03\n\tAuthEvent\x12\x37\n\x0flogin_succeeded\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.LoginSucceededH\x00\x12\x31\n\x0clogin_failed\x18\x02 \x01(\x0b\x32\x19.frontdesk.v1.LoginFailedH\x00\x12\x37\n\x0fsession_revoked\x18\x03 \x01(\x0b\x32\x1c.frontdesk.v1.SessionRevokedH\x00\x12\x35\n\x12two_factor_enabled\x18\x04 \x01(\x0b\x32\x17.frontdesk.v1.PersonRefH\x00\x12\x36\n\x13two_factor_disabled\x18\x05 \x01(\x0b\x32\x17.frontdesk.v1.PersonRefH\x00\x12\x33\n\x10password_changed\x18\x06 \x01(\x0b\x32\x17.frontdesk.v1.PersonRefH\x00\x12H\n\x18\x65xternal_identity_linked\x18\x07 \x01(\x0b\x32$.frontdesk.v1.ExternalIdentityLinkedH\x00\x42\x06\n\x04kind\"\x1e\n\tPersonRef\x12\x11\n\tperson_id\x18\x01 \x01(\t\"W\n\x0eLoginSucceeded\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0f\n\x07surface\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x11\n\tclient_ip\x18\x04 \x01(\t\"C\n\x0bLoginFailed\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"^\n\x0eSessionRevoked\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x13\n\x0bsession_ids\x18\x02 \x03(\t\x12\x14\n\x0c\x61ll_sessions\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"L\n\x16\x45xternalIdentityLinked\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66rontdesk/v1/auth_events.proto\x12\x0c\x66rontdesk.v1\"\xa6\x03\n\tAuthEvent\x12\x37\n\x0flogin_succeeded\x18\x01 \x01(\x0b\x32\x1c.frontdesk.v1.LoginSucceededH\x00\x12\x31\n\x0clogin_failed\x18\x02 \x01(\x0b\x32\x19.frontdesk.v1.LoginFailedH\x00\x12\x37\n\x0fsession_revoked\x18\x03 \x01(\x0b\x32\x1c.frontdesk.v1.SessionRevokedH\x00\x12\x35\n\x12two_factor_enabled\x18\x04 \x01(\x0b\x32\x17.frontdesk.v1.PersonRefH\x00\x12\x36\n\x13two_factor_disabled\x18\x05 \x01(\x0b\x32\x17.frontdesk.v1.PersonRefH\x00\x12\x33\n\x10password_changed\x18\x06 \x01(\x0b\x32\x17.frontdesk.v1.PersonRefH\x00\x12H\n\x18\x65xternal_identity_linked\x18\x07 \x01(\x0b\x32$.frontdesk.v1.ExternalIdentityLinkedH\x00\x42\x06\n\x04kind\"\x1e\n\tPersonRef\x12\x11\n\tperson_id\x18\x01 \x01(\t\"k\n\x0eLoginSucceeded\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0f\n\x07surface\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x11\n\tclient_ip\x18\x04 \x01(\t\x12\x12\n\nuser_agent\x18\x05 \x01(\t\"C\n\x0bLoginFailed\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tclient_ip\x18\x03 \x01(\t\"^\n\x0eSessionRevoked\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x13\n\x0bsession_ids\x18\x02 \x03(\t\x12\x14\n\x0c\x61ll_sessions\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"L\n\x16\x45xternalIdentityLinked\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,11 +36,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PERSONREF']._serialized_start=473
   _globals['_PERSONREF']._serialized_end=503
   _globals['_LOGINSUCCEEDED']._serialized_start=505
-  _globals['_LOGINSUCCEEDED']._serialized_end=592
-  _globals['_LOGINFAILED']._serialized_start=594
-  _globals['_LOGINFAILED']._serialized_end=661
-  _globals['_SESSIONREVOKED']._serialized_start=663
-  _globals['_SESSIONREVOKED']._serialized_end=757
-  _globals['_EXTERNALIDENTITYLINKED']._serialized_start=759
-  _globals['_EXTERNALIDENTITYLINKED']._serialized_end=835
+  _globals['_LOGINSUCCEEDED']._serialized_end=612
+  _globals['_LOGINFAILED']._serialized_start=614
+  _globals['_LOGINFAILED']._serialized_end=681
+  _globals['_SESSIONREVOKED']._serialized_start=683
+  _globals['_SESSIONREVOKED']._serialized_end=777
+  _globals['_EXTERNALIDENTITYLINKED']._serialized_start=779
+  _globals['_EXTERNALIDENTITYLINKED']._serialized_end=855
 # @@protoc_insertion_point(module_scope)

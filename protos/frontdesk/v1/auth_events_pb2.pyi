@@ -105,12 +105,15 @@ class LoginSucceeded(_message.Message):
     SURFACE_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
     CLIENT_IP_FIELD_NUMBER: _builtins.int
+    USER_AGENT_FIELD_NUMBER: _builtins.int
     person_id: _builtins.str
     surface: _builtins.str
     """"portal" or "management" """
     method: _builtins.str
     """"password", "totp", "recovery_code", "sso" """
     client_ip: _builtins.str
+    user_agent: _builtins.str
+    """as the browser sent it (at most 512 characters)"""
     def __init__(
         self,
         *,
@@ -118,10 +121,11 @@ class LoginSucceeded(_message.Message):
         surface: _builtins.str = ...,
         method: _builtins.str = ...,
         client_ip: _builtins.str = ...,
+        user_agent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "method", b"method", "person_id", b"person_id", "surface", b"surface"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "method", b"method", "person_id", b"person_id", "surface", b"surface", "user_agent", b"user_agent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

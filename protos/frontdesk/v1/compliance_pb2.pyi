@@ -1567,9 +1567,19 @@ class AddIssueCommentRequest(_message.Message):
     ISSUE_ID_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     issue_id: _builtins.str
     body: _builtins.str
     """required unless files are attached, at most 10000 characters"""
+    on_behalf_of: _builtins.str
+    """A service holding Issue:comment-as-person (notifications, a reply by e-mail) names the
+    person: the comment is theirs, checked with their own access as the directory says now.
+    """
+    idempotency_key: _builtins.str
+    """Up to 200 characters (a reply's Message-ID): the same author's second call with the same
+    key adds nothing and answers the first comment.
+    """
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
     @_builtins.property
@@ -1583,10 +1593,12 @@ class AddIssueCommentRequest(_message.Message):
         issue_id: _builtins.str = ...,
         body: _builtins.str = ...,
         attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        on_behalf_of: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "body", b"body", "caller", b"caller", "issue_id", b"issue_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "body", b"body", "caller", b"caller", "idempotency_key", b"idempotency_key", "issue_id", b"issue_id", "on_behalf_of", b"on_behalf_of"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -719,10 +719,16 @@ class AddCommentRequest(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     INTERNAL_FIELD_NUMBER: _builtins.int
     ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ticket_id: _builtins.str
     body: _builtins.str
     """1..20000 characters"""
     internal: _builtins.bool
+    on_behalf_of: _builtins.str
+    """a person id; only with Ticket:comment-as-person"""
+    idempotency_key: _builtins.str
+    """up to 200 characters (a reply's Message-ID)"""
     @_builtins.property
     def caller(self) -> _common_pb2.Caller: ...
     @_builtins.property
@@ -737,10 +743,12 @@ class AddCommentRequest(_message.Message):
         body: _builtins.str = ...,
         internal: _builtins.bool = ...,
         attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        on_behalf_of: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "body", b"body", "caller", b"caller", "internal", b"internal", "ticket_id", b"ticket_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "body", b"body", "caller", b"caller", "idempotency_key", b"idempotency_key", "internal", b"internal", "on_behalf_of", b"on_behalf_of", "ticket_id", b"ticket_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

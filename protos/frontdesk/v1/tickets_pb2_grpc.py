@@ -167,6 +167,11 @@ class TicketServiceServicer:
         """A public comment (requester or Ticket:manage) or an internal note (Ticket:manage only).
         A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
         In progress (recorded in the status history). Closed tickets take no comments.
+        A service holding Ticket:comment-as-person (notifications, a reply by e-mail) names the
+        person in on_behalf_of: the comment is that person's, checked with their own access as
+        the directory says now (active; portal access unless an agent), never an internal note.
+        With idempotency_key, a second call with the same key by the same author adds nothing and
+        answers the first comment.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -64,6 +64,11 @@ class TicketServiceStub:
     """A public comment (requester or Ticket:manage) or an internal note (Ticket:manage only).
     A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
     In progress (recorded in the status history). Closed tickets take no comments.
+    A service holding Ticket:comment-as-person (notifications, a reply by e-mail) names the
+    person in on_behalf_of: the comment is that person's, checked with their own access as
+    the directory says now (active; portal access unless an agent), never an internal note.
+    With idempotency_key, a second call with the same key by the same author adds nothing and
+    answers the first comment.
     """
     UploadAttachment: _grpc.StreamUnaryMultiCallable[_tickets_pb2.UploadAttachmentRequest, _tickets_pb2.Attachment]
     """Attachments. UploadAttachment streams one file in: the first message is its header, the
@@ -114,6 +119,11 @@ class TicketServiceAsyncStub(TicketServiceStub):
     """A public comment (requester or Ticket:manage) or an internal note (Ticket:manage only).
     A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
     In progress (recorded in the status history). Closed tickets take no comments.
+    A service holding Ticket:comment-as-person (notifications, a reply by e-mail) names the
+    person in on_behalf_of: the comment is that person's, checked with their own access as
+    the directory says now (active; portal access unless an agent), never an internal note.
+    With idempotency_key, a second call with the same key by the same author adds nothing and
+    answers the first comment.
     """
     UploadAttachment: _aio.StreamUnaryMultiCallable[_tickets_pb2.UploadAttachmentRequest, _tickets_pb2.Attachment]  # type: ignore[assignment]
     """Attachments. UploadAttachment streams one file in: the first message is its header, the
@@ -209,6 +219,11 @@ class TicketServiceServicer(metaclass=_abc_1.ABCMeta):
         """A public comment (requester or Ticket:manage) or an internal note (Ticket:manage only).
         A requester's comment on a Resolved or Waiting-for-requester ticket moves it back to
         In progress (recorded in the status history). Closed tickets take no comments.
+        A service holding Ticket:comment-as-person (notifications, a reply by e-mail) names the
+        person in on_behalf_of: the comment is that person's, checked with their own access as
+        the directory says now (active; portal access unless an agent), never an internal note.
+        With idempotency_key, a second call with the same key by the same author adds nothing and
+        answers the first comment.
         """
 
     @_abc_1.abstractmethod
