@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -188,10 +189,13 @@ async def main(users: int, concurrency: int) -> None:
         print(f"outbox rows still unsent at the end: {unsent}")
         await ch.close()
     finally:
+        # Stop everything even when a process already exited (it did when it could not start).
         for proc in procs:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
         for proc in procs:
-            await asyncio.wait_for(proc.wait(), 10)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 10)
         await stack.close()
         ns.stop()
         pg.stop()
