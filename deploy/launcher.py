@@ -176,7 +176,7 @@ class Launcher:
         say("mail", f"catcher on 127.0.0.1:{self.plan.mail_port}, mail in {folder} (./dev mail)")
 
     def mail_env(self) -> dict[str, str]:
-        """The notifications service's SMTP settings: the catcher's unless a real server is set."""
+        """The SMTP settings of notifications and auth: the catcher's unless a real server is set."""
         if os.environ.get("FRONTDESK_SMTP_HOST") or self.mail_catcher is None:
             return {}
         return {"FRONTDESK_SMTP_HOST": "127.0.0.1", "FRONTDESK_SMTP_PORT": str(self.plan.mail_port)}
@@ -318,8 +318,9 @@ class Launcher:
             env["FRONTDESK_GRPC_LISTEN"] = f"127.0.0.1:{self.plan.service_ports[name]}"
             env["FRONTDESK_METRICS_PORT"] = str(self.plan.metrics_ports[name])
             env.update(self.identities.env(name))
-            if name == "notifications":
+            if name in ("notifications", "auth"):  # auth: registration confirmations
                 env.update(self.mail_env())
+            if name == "notifications":
                 env.setdefault(
                     "FRONTDESK_NOTIFICATIONS_INBOUND_LISTEN", f"127.0.0.1:{self.plan.inbound_port}"
                 )
@@ -489,6 +490,7 @@ async def up(plan: Plan, replica_counts: dict[str, int] | None = None) -> int:
                     {
                         **(own := await launcher.own_database_env()),
                         "notifications": {**own.get("notifications", {}), **launcher.mail_env()},
+                        "auth": {**own.get("auth", {}), **launcher.mail_env()},
                     }
                 ),
                 health_credentials=tls.channel_credentials(

@@ -51,7 +51,7 @@ async def wire(resources: Resources) -> Wiring:
         directory,
         passwords,
         box,
-        Mailer(settings.smtp_host, settings.smtp_port, settings.smtp_from),
+        Mailer(settings.smtp),
         oidc,
     )
     principals = PrincipalIssuer(service, directory, identity.signer, identity.published)

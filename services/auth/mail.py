@@ -1,33 +1,34 @@
-"""Outgoing e-mail (confirmation links) through the configured SMTP server."""
+"""Outgoing e-mail of auth (confirmation links), through the chassis's aiosmtplib sender."""
 
 from __future__ import annotations
 
-import asyncio
-import smtplib
 from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+
+from services.chassis import smtp
 
 
 class Mailer:
-    """Sends plain-text mail; smtplib blocks, so it runs in a worker thread."""
+    """Sends plain-text mail; one connection per mail (auth sends few)."""
 
-    def __init__(self, host: str, port: int, sender: str, timeout: float = 10.0) -> None:
-        self._host = host
-        self._port = port
-        self._sender = sender
-        self._timeout = timeout
+    def __init__(self, settings: smtp.SmtpSettings) -> None:
+        self._settings = settings
 
     @property
     def configured(self) -> bool:
-        return bool(self._host)
+        return self._settings.configured
 
     async def send(self, to: str, subject: str, body: str) -> None:
+        """Raises smtp.Refused or smtp.Unreachable when the mail was not handed over."""
+        s = self._settings
         message = EmailMessage()
-        message["From"] = self._sender
+        message["From"] = formataddr((s.sender_name or "Frontdesk", s.sender))
         message["To"] = to
         message["Subject"] = subject
+        message["Message-ID"] = make_msgid(domain=s.sender.rpartition("@")[2] or None)
         message.set_content(body)
-        await asyncio.to_thread(self._send, message)
-
-    def _send(self, message: EmailMessage) -> None:
-        with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
-            smtp.send_message(message)
+        sender = smtp.Mailer(s)
+        try:
+            await sender.send(message)
+        finally:
+            await sender.close()

@@ -14,6 +14,7 @@ from services.chassis.settings import (
     env_bool,
     env_int,
 )
+from services.chassis.smtp import SmtpSettings
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,9 @@ class Settings(ServiceSettings):
     throttle_max_wait_seconds: int = 900
     throttle_max_failures: int = 30
     throttle_reset_seconds: int = 12 * 3600
-    # Outgoing mail for e-mail confirmation; empty host means no confirmation is required.
-    smtp_host: str = ""
-    smtp_port: int = 25
-    smtp_from: str = "frontdesk@localhost"
+    # Outgoing mail for e-mail confirmation (the same FRONTDESK_SMTP_* as notifications);
+    # no host means no confirmation mail can be sent.
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     # 32-byte key (base64) sealing TOTP secrets and SSO client secrets at rest (AES-GCM).
     secret_key: bytes | None = field(default=None, repr=False)
     # Without a key auth refuses to start, unless this development flag is set explicitly.
@@ -48,7 +48,7 @@ class Settings(ServiceSettings):
 
     @property
     def smtp_configured(self) -> bool:
-        return bool(self.smtp_host)
+        return self.smtp.configured
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:  # type: ignore[override]
@@ -88,9 +88,7 @@ class Settings(ServiceSettings):
             throttle_max_wait_seconds=env_int(env, "FRONTDESK_THROTTLE_MAX_WAIT_SECONDS", 900),
             throttle_max_failures=env_int(env, "FRONTDESK_THROTTLE_MAX_FAILURES", 30),
             throttle_reset_seconds=env_int(env, "FRONTDESK_THROTTLE_RESET_SECONDS", 12 * 3600),
-            smtp_host=env.get("FRONTDESK_SMTP_HOST", ""),
-            smtp_port=env_int(env, "FRONTDESK_SMTP_PORT", 25),
-            smtp_from=env.get("FRONTDESK_SMTP_FROM", "") or "frontdesk@localhost",
+            smtp=SmtpSettings.from_env(env),
             secret_key=key,
             allow_unsealed_secrets=unsealed,
             sso_allow_insecure_http=env_bool(env, "FRONTDESK_SSO_ALLOW_INSECURE_HTTP", False),

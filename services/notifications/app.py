@@ -9,13 +9,13 @@ import grpc
 from frontdesk.v1 import notifications_pb2, notifications_pb2_grpc
 
 from services.chassis.runner import Resources, RunningService, Wiring, start_service
+from services.chassis.smtp import Mailer
 from services.notifications.compose import Composer
 from services.notifications.consumers import consumers
 from services.notifications.digest import Digests
 from services.notifications.due import Reminders
 from services.notifications.inbound import Inbound
 from services.notifications.jobs import Sender
-from services.notifications.mailer import Mailer
 from services.notifications.people import Issues, People, Tickets
 from services.notifications.replies import Replies
 from services.notifications.rules import Rules

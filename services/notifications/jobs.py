@@ -23,9 +23,9 @@ import logging
 import asyncpg
 from prometheus_client import Counter
 
+from services.chassis.smtp import Mailer, Refused, Unreachable
 from services.notifications import store
 from services.notifications.compose import to_message
-from services.notifications.mailer import Mailer, Refused, Unreachable
 
 log = logging.getLogger(__name__)
 

@@ -14,50 +14,7 @@ from services.chassis.settings import (
     env_float,
     env_int,
 )
-
-SECURITY_MODES = ("none", "starttls", "tls")
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    """The outgoing mail server (FRONTDESK_SMTP_*): the local catcher under ./dev up."""
-
-    host: str = ""
-    port: int = 25
-    security: str = "none"  # "none", "starttls" (upgrade on connect) or "tls" (implicit TLS)
-    username: str = ""
-    password: str = field(default="", repr=False)
-    sender: str = "frontdesk@localhost"  # the From address
-    sender_name: str = "Frontdesk"  # shown before it; the workspace's name when empty
-    timeout: float = 10.0
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.host)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> SmtpSettings:
-        security = env.get("FRONTDESK_SMTP_SECURITY", "none").strip().lower()
-        if security not in SECURITY_MODES:
-            raise SettingsError(
-                f"FRONTDESK_SMTP_SECURITY must be one of {', '.join(SECURITY_MODES)}, got {security!r}"
-            )
-        username = env.get("FRONTDESK_SMTP_USERNAME", "")
-        password = env.get("FRONTDESK_SMTP_PASSWORD", "")
-        if bool(username) != bool(password):
-            raise SettingsError(
-                "set both FRONTDESK_SMTP_USERNAME and FRONTDESK_SMTP_PASSWORD, or neither"
-            )
-        return cls(
-            host=env.get("FRONTDESK_SMTP_HOST", ""),
-            port=env_int(env, "FRONTDESK_SMTP_PORT", 465 if security == "tls" else 25),
-            security=security,
-            username=username,
-            password=password,
-            sender=env.get("FRONTDESK_SMTP_FROM", "frontdesk@localhost"),
-            sender_name=env.get("FRONTDESK_SMTP_SENDER_NAME", ""),
-            timeout=env_float(env, "FRONTDESK_SMTP_TIMEOUT", 10.0),
-        )
+from services.chassis.smtp import SmtpSettings
 
 
 @dataclass(frozen=True)

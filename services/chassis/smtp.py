@@ -1,20 +1,68 @@
-"""Outgoing SMTP with aiosmtplib: one connection kept open between mails, TLS and login as
-configured (FRONTDESK_SMTP_*).
+"""Outgoing e-mail for every service that sends any (notifications, auth's confirmations):
+the mail server's settings (FRONTDESK_SMTP_*: TLS or STARTTLS, login, sender) and an aiosmtplib
+sender that keeps one connection open between mails, checked before use when idle.
 
 `send` raises `Refused` when the server refused the mail for good (a 5xx answer: no retry
-helps) and `Unreachable` when it could not be handed over now (down, timeout, 4xx): the
-sender retries that one later.
+helps) and `Unreachable` when it could not be handed over now (down, timeout, 4xx): the caller
+retries that one later, or says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import aiosmtplib
 
-from services.notifications.settings import SmtpSettings
+from services.chassis.settings import SettingsError, env_float, env_int
+
+SECURITY_MODES = ("none", "starttls", "tls")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The outgoing mail server (FRONTDESK_SMTP_*): the local catcher under ./dev up."""
+
+    host: str = ""
+    port: int = 25
+    security: str = "none"  # "none", "starttls" (upgrade on connect) or "tls" (implicit TLS)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    sender: str = "frontdesk@localhost"  # the From address
+    sender_name: str = "Frontdesk"  # shown before it; the workspace's name when empty
+    timeout: float = 10.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SmtpSettings:
+        security = env.get("FRONTDESK_SMTP_SECURITY", "none").strip().lower()
+        if security not in SECURITY_MODES:
+            raise SettingsError(
+                f"FRONTDESK_SMTP_SECURITY must be one of {', '.join(SECURITY_MODES)}, got {security!r}"
+            )
+        username = env.get("FRONTDESK_SMTP_USERNAME", "")
+        password = env.get("FRONTDESK_SMTP_PASSWORD", "")
+        if bool(username) != bool(password):
+            raise SettingsError(
+                "set both FRONTDESK_SMTP_USERNAME and FRONTDESK_SMTP_PASSWORD, or neither"
+            )
+        return cls(
+            host=env.get("FRONTDESK_SMTP_HOST", ""),
+            port=env_int(env, "FRONTDESK_SMTP_PORT", 465 if security == "tls" else 25),
+            security=security,
+            username=username,
+            password=password,
+            sender=env.get("FRONTDESK_SMTP_FROM", "frontdesk@localhost"),
+            sender_name=env.get("FRONTDESK_SMTP_SENDER_NAME", ""),
+            timeout=env_float(env, "FRONTDESK_SMTP_TIMEOUT", 10.0),
+        )
+
 
 _IDLE_CHECK = 5.0  # seconds idle after which the connection is checked before use
 
