@@ -89,16 +89,28 @@ def free_port() -> int:
             return port
 
 
+BASE_OFFSETS = (1, 2, 3, 4, 5, 101, 102, 103, 104, 105, *range(109, 122))
+
+
 def _free_base() -> int:
-    # The five service ports, their metrics ports, S3's, the mail catcher's and the
-    # notifications service's inbound listener's must be free.
+    # The five service ports, their metrics ports, the gateway's metrics, S3's, the mail
+    # catcher's and the notifications service's inbound listener's must be free.
     while True:
         base = free_port()
-        if not any(
-            port_in_use(base + d)
-            for d in (1, 2, 3, 4, 5, 101, 102, 103, 104, 105, *range(110, 122))
-        ):
+        if not any(port_in_use(base + d) for d in BASE_OFFSETS):
             return base
+
+
+def _ports() -> dict[str, int]:
+    """The base and three more free ports, none of them one the base's plan will take."""
+    base = _free_base()
+    planned = {base + d for d in BASE_OFFSETS}
+    others: list[int] = []
+    while len(others) < 3:
+        port = free_port()
+        if port not in planned and port not in others:
+            others.append(port)
+    return {"base": base, "gateway": others[0], "pg": others[1], "nats": others[2]}
 
 
 async def _readyz(port: int) -> tuple[int, dict[str, object]]:
@@ -109,7 +121,7 @@ async def _readyz(port: int) -> tuple[int, dict[str, object]]:
 @pytest.mark.timeout(400)
 async def test_launcher_runs_the_suite_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = {"base": _free_base(), "gateway": free_port(), "pg": free_port(), "nats": free_port()}
+    ports = _ports()
     proc = _launch(data_dir, ports)
     try:
         banner = await asyncio.to_thread(_read_until, proc, "Press Ctrl-C")
@@ -237,7 +249,7 @@ async def _components_talk_mutual_tls_only(data_dir: Path, base: int) -> None:
 
 
 async def test_a_port_in_use_is_named_not_a_hang(tmp_path: Path) -> None:
-    ports = {"base": _free_base(), "gateway": free_port(), "pg": free_port(), "nats": free_port()}
+    ports = _ports()
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", ports["gateway"])
     proc = _launch(tmp_path / "data", ports)
     try:

@@ -64,8 +64,15 @@ def _free_port() -> int:
             return port
 
 
-OFFSETS = [d + REPLICA_STRIDE * k for k in range(2) for d in (1, 2, 3, 4, 101, 102, 103, 104, 105)]
-OFFSETS += [GATEWAY_OFFSET + REPLICA_STRIDE * k for k in range(2)]
+# Every port the launcher derives from the base: each replica's service and metrics ports and
+# the gateways' (two replicas), and the gateway metrics, S3 (+110..119), the mail catcher (+120)
+# and the inbound mail listener (+121) once. NATS and PostgreSQL take ports outside these.
+OFFSETS = [
+    d + REPLICA_STRIDE * k
+    for k in range(2)
+    for d in (*range(1, len(SERVICES) + 1), *range(101, 101 + len(SERVICES)), GATEWAY_OFFSET, 109)
+]
+OFFSETS += list(range(110, 122))
 
 
 def _free_ports() -> tuple[int, list[int]]:

@@ -55,7 +55,9 @@ class DeliveryListOut(msgspec.Struct):
 def stub(ctx: Ctx) -> notifications_pb2_grpc.NotificationServiceStub:
     found = ctx.backends.notifications
     if found is None:
-        raise ApiError(503, "unavailable", "notifications are not configured on this gateway")
+        # A deployment without the notifications service has no such pages (like a section
+        # turned off): 404, not an outage of something that is there.
+        raise ApiError(404, "not_found", "notifications are not set up in this deployment")
     return found
 
 
