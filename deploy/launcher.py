@@ -1,5 +1,8 @@
 """The local all-in-one launcher: `./dev up` runs the whole suite on one machine.
 
+Over 600 lines on purpose: the start order, the port plan and the environment each component
+gets are read together; the workspace CLI (`./dev workspace`) is the next to move out.
+
 Starts embedded PostgreSQL and NATS (data under .frontdesk/ in the working directory, kept
 across restarts) unless FRONTDESK_DATABASE_URL / FRONTDESK_NATS_URL name external servers, and
 a mail catcher (deploy/mailcatcher.py, mail kept in .frontdesk/mail, `./dev mail` lists it) that

@@ -1,5 +1,8 @@
 """What every service that keeps files shares: limits, refusals, and storing one upload.
 
+Over 600 lines on purpose: staging, the malware scan and quarantine, attaching and the sweeper
+share one state machine of a file's row; the scan's part is the next to move out.
+
 A file's bytes arrive as chunks (a client-streaming gRPC call) and go straight on to the object
 store; nothing is written to local disk, and the service holds at most one S3 part in memory.
 The first 4 KiB decide the type (allow-list on content); the size is counted as bytes pass, so
