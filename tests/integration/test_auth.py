@@ -21,6 +21,7 @@ from tests.integration.test_auth_support import (
     PASSWORD,
     AuthWorld,
     auth_events,
+    early_in_totp_step,
     event_names,
     eventually,
     make_world,
@@ -331,6 +332,7 @@ async def _enroll(w: AuthWorld, person_id: str, keep: str = "") -> tuple[str, li
     assert enrollment.provisioning_uri.startswith("otpauth://totp/")
     assert enrollment.secret in enrollment.provisioning_uri
     assert enrollment.qr_svg.startswith("<svg")
+    await early_in_totp_step()
     codes = await w.auth.ConfirmTotpEnrollment(
         auth_pb2.ConfirmTotpEnrollmentRequest(
             caller=me, code=code_at(enrollment.secret, current_step() - 1), keep_session_token=keep

@@ -13,6 +13,7 @@ from tests.gateway_client import GatewayClient
 from tests.integration.test_auth_support import (
     PASSWORD,
     AuthWorld,
+    early_in_totp_step,
     make_world,
     run_oidc_provider,
     sign_in_at_provider,
@@ -86,6 +87,7 @@ async def test_two_factor_sign_in_through_the_gateway(stack: Stack) -> None:
     cy = await w.add_person("cy@example.com")
     me = w.caller(cy)
     enrollment = await w.auth.BeginTotpEnrollment(auth_pb2.BeginTotpEnrollmentRequest(caller=me))
+    await early_in_totp_step()
     await w.auth.ConfirmTotpEnrollment(
         auth_pb2.ConfirmTotpEnrollmentRequest(
             caller=me, code=code_at(enrollment.secret, current_step() - 1)

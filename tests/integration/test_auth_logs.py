@@ -11,7 +11,13 @@ from frontdesk.v1 import auth_pb2
 
 from services.auth.crypto import code_at, current_step
 from services.chassis.logs import JsonFormatter
-from tests.integration.test_auth_support import PASSWORD, AuthWorld, make_world, rpc_error
+from tests.integration.test_auth_support import (
+    PASSWORD,
+    AuthWorld,
+    early_in_totp_step,
+    make_world,
+    rpc_error,
+)
 from tests.stack import Stack
 
 
@@ -50,6 +56,7 @@ async def test_a_full_sign_in_two_factor_and_token_flow_logs_no_secret(
         auth_pb2.BeginTotpEnrollmentRequest(caller=me, account_label="ann")
     )
     secrets.append(enrollment.secret)
+    await early_in_totp_step()
     confirm_code = code_at(enrollment.secret, current_step() - 1)
     codes = await w.auth.ConfirmTotpEnrollment(
         auth_pb2.ConfirmTotpEnrollmentRequest(

@@ -6,7 +6,12 @@ from frontdesk.v1 import auth_pb2, directory_pb2
 
 from services.auth.crypto import code_at, current_step
 from tests.gateway_client import GatewayClient
-from tests.integration.test_auth_support import PASSWORD, make_world, run_oidc_provider
+from tests.integration.test_auth_support import (
+    PASSWORD,
+    early_in_totp_step,
+    make_world,
+    run_oidc_provider,
+)
 from tests.stack import Stack
 
 
@@ -55,6 +60,7 @@ async def test_profile_password_sessions_and_two_factor(stack: Stack) -> None:
 
     status, enrollment = await client.post("/api/v1/profile/2fa/enroll")
     assert status == 200 and enrollment["qr_svg"].startswith("<svg")
+    await early_in_totp_step()
     code = code_at(enrollment["secret"], current_step() - 1)
     status, codes = await client.post("/api/v1/profile/2fa/confirm", json={"code": code})
     assert status == 200 and len(codes["recovery_codes"]) == 10

@@ -14,6 +14,7 @@ import html
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -374,3 +375,14 @@ async def sign_in_at_provider(
             else:
                 data = {"prompt": "consent"}
         raise AssertionError("the provider never redirected back")
+
+
+async def early_in_totp_step(margin: float = 12.0) -> None:
+    """Wait for the next 30 s TOTP step when this one ends within `margin` seconds.
+
+    Tests use the codes of the previous, this and the next step (one each, as each works once);
+    the service accepts one step either side of its own. A step ending between taking a code and
+    the service checking it, on a busy machine, would push the previous step's code out."""
+    remaining = 30 - time.time() % 30
+    if remaining < margin:
+        await asyncio.sleep(remaining + 0.2)

@@ -3,8 +3,6 @@ and never live longer than the workspace allows (issue 12: a token could mint pe
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -12,7 +10,13 @@ from frontdesk.v1 import auth_pb2, directory_pb2
 
 from services.auth.crypto import code_at, current_step
 from tests.gateway_client import GatewayClient
-from tests.integration.test_auth_support import PASSWORD, AuthWorld, make_world, rpc_error
+from tests.integration.test_auth_support import (
+    PASSWORD,
+    AuthWorld,
+    early_in_totp_step,
+    make_world,
+    rpc_error,
+)
 from tests.stack import Stack
 
 
@@ -77,12 +81,7 @@ async def test_with_two_factor_a_recent_second_step_or_a_code_is_needed(stack: S
         auth_pb2.BeginTotpEnrollmentRequest(caller=me, account_label="kim")
     )
     secret = enrollment.secret
-    # The codes of the previous, this and the next step are used below, one each: start early in
-    # a step, so that no step ends between taking a code and the service checking it (the
-    # service accepts one step either side; a busy machine must not make that two).
-    remaining = 30 - time.time() % 30
-    if remaining < 12:
-        await asyncio.sleep(remaining + 0.2)
+    await early_in_totp_step()
     await w.auth.ConfirmTotpEnrollment(
         auth_pb2.ConfirmTotpEnrollmentRequest(
             caller=me, code=code_at(secret, current_step() - 1), keep_session_token=old
